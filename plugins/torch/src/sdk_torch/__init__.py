@@ -1,0 +1,2 @@
+"""sdk-torch: PyTorch framework plugin."""
+SDK_CORE_API = 1

@@ -1,0 +1,110 @@
+"""Built-in plugin: the host CPU, probed from /proc and /sys (no framework import).
+
+Peak float32 throughput is estimated as ``cores x max clock x FLOPs per cycle`` where the
+vector width comes from the SIMD flags (two FMA units assumed); it is marked as an estimate.
+Power comes from Linux RAPL (``/sys/class/powercap/intel-rapl:*``) when readable.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+from pathlib import Path
+
+from .info import DeviceInfo, MemoryReading, PowerReading
+from .markers import hookimpl
+
+SDK_CORE_API = 1
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "neon", "asimd", "sve")
+RAPL = Path("/sys/class/powercap")
+
+
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _cpuinfo() -> dict[str, str]:
+    info: dict[str, str] = {}
+    for line in _read("/proc/cpuinfo").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in info:
+            info[key.strip()] = value.strip()
+    return info
+
+
+def _meminfo() -> dict[str, int]:
+    out = {}
+    for line in _read("/proc/meminfo").splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            out[key] = int(parts[0]) * 1024
+    return out
+
+
+def _physical_cores() -> int | None:
+    pairs = set()
+    phys = core = None
+    for line in _read("/proc/cpuinfo").splitlines() + [""]:
+        key, _, value = line.partition(":")
+        if key.strip() == "physical id":
+            phys = value.strip()
+        elif key.strip() == "core id":
+            core = value.strip()
+        elif not line.strip() and core is not None:
+            pairs.add((phys, core))
+            phys = core = None
+    return len(pairs) or None
+
+
+def _peak_flops(flags: set[str], cores: int | None) -> dict[str, float]:
+    khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").strip()
+    if not cores or not khz.isdigit():
+        return {}
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags or "avx" in flags else 4
+    fma = 2 if "fma" in flags or "avx512f" in flags else 1
+    per_cycle = lanes * fma * 2  # two vector units
+    return {"float32": cores * int(khz) * 1e3 * per_cycle}
+
+
+@hookimpl
+def sdk_probe_devices() -> list[DeviceInfo]:
+    info = _cpuinfo()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    mem = _meminfo()
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = _physical_cores() or threads
+    peak = _peak_flops(flags, cores)
+    return [DeviceInfo(
+        kind="cpu", index=0,
+        vendor=info.get("vendor_id", platform.machine()),
+        name=info.get("model name") or info.get("Model name") or platform.processor() or platform.machine(),
+        memory_total=mem.get("MemTotal"), memory_free=mem.get("MemAvailable"),
+        compute_units=threads, peak_flops=peak, driver=platform.release(),
+        extra={"physical_cores": cores, "simd": sorted(flags & set(SIMD_FLAGS)),
+               "peak_flops_source": "estimate from cores x max clock x SIMD width" if peak else ""},
+    )]
+
+
+@hookimpl
+def sdk_read_memory(device: DeviceInfo) -> MemoryReading | None:
+    if device.kind != "cpu":
+        return None
+    status = dict(line.split(":", 1) for line in _read("/proc/self/status").splitlines() if ":" in line)
+    used = int(status.get("VmRSS", "0 kB").split()[0]) * 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return MemoryReading(used=used, peak=peak, total=device.memory_total, source="host RSS")
+
+
+@hookimpl
+def sdk_read_power(device: DeviceInfo) -> PowerReading | None:
+    if device.kind != "cpu":
+        return None
+    zones = sorted(RAPL.glob("intel-rapl:[0-9]")) if RAPL.is_dir() else []
+    readings = [_read(z / "energy_uj").strip() for z in zones]
+    if not readings or not all(r.isdigit() for r in readings):
+        return None
+    return PowerReading(energy_j=sum(int(r) for r in readings) / 1e6, source="RAPL package energy")

@@ -1,0 +1,43 @@
+"""Data sets that need no download: scikit-learn's bundled digits, and generated text."""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import NotAvailableError, SdkError
+
+Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def digits(image_size: int | None = 32, test_fraction: float = 0.2, seed: int = 0) -> Split:
+    """scikit-learn's 8x8 digits (1,797 images, 10 classes) as ``x_train, y_train, x_test, y_test``.
+
+    Pixels are scaled to [0, 1]. ``image_size`` a multiple of 8 gives ``(1, size, size)`` images
+    (nearest-neighbour upsampling, 32 for LeNet-5); ``None`` gives flat 64-vectors (MLP).
+    The split is stratified-free but deterministic for ``seed``.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise NotAvailableError("the digits data set needs scikit-learn: pip install scikit-learn") from None
+    data = load_digits()
+    x = (data.images / 16.0).astype(np.float32)
+    y = data.target.astype(np.int64)
+    if image_size is None:
+        x = x.reshape(len(x), 64)
+    else:
+        if image_size % 8:
+            raise SdkError(f"'image_size' must be a multiple of 8 (got {image_size})")
+        r = image_size // 8
+        x = x.repeat(r, axis=1).repeat(r, axis=2)[:, None]
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = int(round(len(x) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def counting_text(n: int = 512, length: int = 32, vocab_size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Next-token data for language models: sequences that count up modulo ``vocab_size``
+    from a random start. Returns ``(tokens, targets)``, targets shifted by one."""
+    start = np.random.default_rng(seed).integers(0, vocab_size, size=(n, 1))
+    seq = (start + np.arange(length + 1)) % vocab_size
+    return seq[:, :-1].astype(np.int64), seq[:, 1:].astype(np.int64)

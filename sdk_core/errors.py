@@ -1,0 +1,28 @@
+"""Errors raised by sdk_core. Every message is one line that names what was wrong."""
+from __future__ import annotations
+
+
+class SdkError(Exception):
+    """Base class: bad input or a failed operation, with a one-line message."""
+
+
+class SpecError(SdkError, ValueError):
+    """A ModelSpec, layer, optimizer or loss description is invalid."""
+
+
+class PluginError(SdkError):
+    """A plugin failed: on import, in a hook, or by returning the wrong type."""
+
+    def __init__(self, plugin: str, where: str, reason: str) -> None:
+        self.plugin = plugin
+        self.where = where
+        self.reason = reason
+        super().__init__(f"plugin '{plugin}' failed in {where}: {reason}")
+
+
+class NotAvailableError(SdkError):
+    """A framework, device or feature was asked for that no installed plugin provides."""
+
+
+class WeightsError(SdkError):
+    """A weights file is missing, corrupt, or does not match the model."""

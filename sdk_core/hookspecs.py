@@ -1,0 +1,141 @@
+"""Hook specifications: every extension point of sdk_core.
+
+A plugin is a module (found through the ``sdk_core`` entry-point group) whose functions are
+marked with ``sdk_core.hookimpl`` and named after these specs. It also declares
+``SDK_CORE_API = 1``, the core API version it was written against.
+
+"firstresult" hooks ask "who handles this": a plugin returns ``None`` when the request names
+another framework, and the first non-``None`` answer wins. The other hooks collect one answer
+from every plugin that implements them. The core calls a hook once to get a callable (a
+training step, a predict function) and then calls that callable in its loops.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable
+
+import numpy as np
+import pluggy
+
+from .info import (BuildRequest, DeviceInfo, FrameworkInfo, MemoryReading, PowerReading,
+                   PredictRequest, StepRequest, WeightsRequest)
+
+hookspec = pluggy.HookspecMarker("sdk_core")
+
+
+@hookspec
+def sdk_framework_info() -> FrameworkInfo:
+    """Describe the framework this plugin drives (framework plugins only).
+
+    Must not import the framework: read its version with ``importlib.metadata``.
+
+    :return: the plugin's :class:`FrameworkInfo`.
+    Collected from every plugin.
+    """
+
+
+@hookspec
+def sdk_probe_devices() -> list[DeviceInfo]:
+    """Report the devices this plugin finds on the machine (accelerator plugins, built-in cpu).
+
+    Must not import a deep-learning framework: use the vendor's management library, its tools
+    or the operating system. A machine without the hardware gives an empty list, not an error.
+
+    :return: a list of :class:`DeviceInfo`, possibly empty.
+    Collected from every plugin.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_build_model(request: BuildRequest) -> Any:
+    """Build the native model for ``request.spec`` on ``request.device``.
+
+    The core sets the canonical initial weights right after, through ``sdk_set_weights``.
+
+    :param request: framework name, spec, device, dtype and seed.
+    :return: the framework's model object, or ``None`` if ``request.framework`` is not yours.
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_make_train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], Any] | None:
+    """Compile one training step for ``request.model`` with the given loss and optimizer.
+
+    The returned ``step(x, y)`` takes numpy arrays (a batch of inputs and targets), runs the
+    forward pass in training mode, the backward pass and one optimizer update (following the
+    optimizer's schedule; the step counts its own updates), updates the model in place and
+    returns the batch loss as anything ``float()`` accepts (a device scalar is fine: the core
+    converts it lazily). Called once; the core calls ``step`` for every batch.
+
+    :param request: framework, model, spec, device, loss name, :class:`Optimizer`, seed.
+    :return: the step callable, or ``None`` if ``request.framework`` is not yours.
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_make_predict(request: PredictRequest) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Return ``predict(x) -> numpy array`` running ``request.model`` in inference mode.
+
+    Dropout is off and batch normalization uses running statistics. ``predict`` must see
+    weights changed later by a training step or ``sdk_set_weights``.
+
+    :param request: framework, model, spec and device.
+    :return: the predict callable, or ``None`` if ``request.framework`` is not yours.
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_get_weights(request: WeightsRequest) -> dict[str, np.ndarray] | None:
+    """Read the model's weights in the canonical layout (see :mod:`sdk_core.spec`).
+
+    :param request: framework, model and spec (``weights`` is ``None``).
+    :return: ``{canonical name: numpy array}`` with every name of ``spec.layout()``, or
+        ``None`` if ``request.framework`` is not yours.
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_set_weights(request: WeightsRequest) -> bool | None:
+    """Write canonical weights (already checked against the layout) into the model in place.
+
+    :param request: framework, model, spec and ``weights`` (name -> numpy array).
+    :return: ``True`` when done, or ``None`` if ``request.framework`` is not yours.
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_read_memory(device: DeviceInfo) -> MemoryReading | None:
+    """Read memory use on ``device`` (host RSS for the cpu, device memory for accelerators).
+
+    :param device: a device this plugin reported in ``sdk_probe_devices``.
+    :return: a :class:`MemoryReading`, or ``None`` if the device is not yours or unreadable.
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_read_power(device: DeviceInfo) -> PowerReading | None:
+    """Read cumulative energy and power of ``device`` (NVML, RAPL, ...).
+
+    :param device: a device this plugin reported in ``sdk_probe_devices``.
+    :return: a :class:`PowerReading`, or ``None`` if the device is not yours or has no sensor.
+        Never an invented figure.
+    firstresult.
+    """
+
+
+@hookspec
+def sdk_add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add subcommands to the ``sdk`` CLI.
+
+    Call ``subparsers.add_parser(name, help=...)`` and ``set_defaults(func=handler)``; the
+    handler receives the parsed ``argparse.Namespace`` and returns the exit code.
+
+    :param subparsers: the CLI's subparsers object.
+    Collected from every plugin.
+    """

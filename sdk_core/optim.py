@@ -1,0 +1,140 @@
+"""Optimizer, learning-rate schedule and loss descriptions shared by every framework.
+
+The update rules are defined here so that every plugin implements the same thing
+(``t`` counts completed steps from 0, ``g`` is the gradient, ``wd`` the weight decay):
+
+- ``sgd``: ``g += wd p``; with momentum ``b = momentum b + g`` (``b = g`` on the first
+  step); the update is ``b`` (``g + momentum b`` with ``nesterov``); ``p -= lr update``.
+  Batch gradient descent is ``sgd`` with ``batch_size=None`` in ``fit``.
+- ``adagrad``: ``g += wd p``; ``s += g^2``; ``p -= lr g / (sqrt(s) + eps)``; eps 1e-10.
+- ``rmsprop``: ``g += wd p``; ``v = rho v + (1 - rho) g^2``; ``p -= lr g / (sqrt(v) + eps)``;
+  rho 0.99, eps 1e-8.
+- ``adam``: ``g += wd p``; ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g^2``;
+  ``p -= lr m_hat / (sqrt(v_hat) + eps)`` with bias-corrected ``m_hat, v_hat``; eps 1e-8.
+- ``adamw``: ``p *= 1 - lr wd`` (decoupled) then the ``adam`` update without ``g += wd p``.
+
+Weight decay applies to every trainable weight, biases included. Losses: ``cross_entropy``
+(logits on the last axis against int class ids, mean over all positions) and ``mse`` (mean
+over all elements).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+from .errors import SpecError
+
+OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine")
+LOSSES = ("cross_entropy", "mse")
+DEFAULT_EPS = {"sgd": 0.0, "adagrad": 1e-10, "rmsprop": 1e-8, "adam": 1e-8, "adamw": 1e-8}
+
+
+def _choice(options: tuple[str, ...]):
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in options:
+            raise SpecError(f"'{attribute.name}' must be one of {', '.join(options)} (got {value!r})")
+    return check
+
+
+def _number(low: float, high: float = math.inf, low_open: bool = False):
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            (value > low if low_open else value >= low) and value <= high)
+        if not ok:
+            bounds = f"{'>' if low_open else '>='} {low}" + ("" if high == math.inf else f" and <= {high}")
+            raise SpecError(f"'{attribute.name}' must be a number {bounds} (got {value!r})")
+    return check
+
+
+def _steps(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpecError(f"'{attribute.name}' must be an int >= 0 (got {value!r})")
+
+
+@attrs.frozen
+class Schedule:
+    """Learning rate as a function of the step: linear warmup, then constant, step or cosine.
+
+    - warmup: ``lr (t + 1) / warmup_steps`` for ``t < warmup_steps``;
+    - ``step``: ``lr gamma ** ((t - warmup_steps) // step_size)``;
+    - ``cosine``: ``min_lr + (lr - min_lr)(1 + cos(pi s / S)) / 2`` with
+      ``s = min(t - warmup_steps, S)`` and ``S = total_steps - warmup_steps``.
+    """
+
+    kind: str = attrs.field(default="constant", validator=_choice(SCHEDULES))
+    warmup_steps: int = attrs.field(default=0, validator=_steps)
+    step_size: int = attrs.field(default=1, validator=_steps)
+    gamma: float = attrs.field(default=0.1, validator=_number(0.0, 1.0, low_open=True))
+    total_steps: int = attrs.field(default=0, validator=_steps)
+    min_lr: float = attrs.field(default=0.0, validator=_number(0.0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind == "step" and self.step_size < 1:
+            raise SpecError("'step_size' must be a positive int for a step schedule (got 0)")
+        if self.kind == "cosine" and self.total_steps <= self.warmup_steps:
+            raise SpecError(f"'total_steps' must exceed 'warmup_steps' for a cosine schedule "
+                            f"(got {self.total_steps})")
+
+    def lr_at(self, base_lr: float, step: int) -> float:
+        """The learning rate used by the update numbered ``step`` (0 for the first)."""
+        if step < self.warmup_steps:
+            return base_lr * (step + 1) / self.warmup_steps
+        s = step - self.warmup_steps
+        if self.kind == "step":
+            return base_lr * self.gamma ** (s // self.step_size)
+        if self.kind == "cosine":
+            span = self.total_steps - self.warmup_steps
+            s = min(s, span)
+            return self.min_lr + (base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * s / span))
+        return base_lr
+
+    @property
+    def is_constant(self) -> bool:
+        return self.kind == "constant" and self.warmup_steps == 0
+
+
+def _schedule(value: Any) -> Schedule:
+    if isinstance(value, Schedule):
+        return value
+    if value is None:
+        return Schedule()
+    if isinstance(value, dict):
+        return Schedule(**value)
+    raise SpecError(f"'schedule' must be a Schedule or an object (got {value!r})")
+
+
+@attrs.frozen
+class Optimizer:
+    """An optimizer by name with its hyper-parameters; ``eps=None`` takes the name's default."""
+
+    name: str = attrs.field(default="adam", validator=_choice(OPTIMIZERS))
+    lr: float = attrs.field(default=1e-3, validator=_number(0.0, low_open=True))
+    momentum: float = attrs.field(default=0.0, validator=_number(0.0, 1.0))
+    nesterov: bool = False
+    beta1: float = attrs.field(default=0.9, validator=_number(0.0, 1.0))
+    beta2: float = attrs.field(default=0.999, validator=_number(0.0, 1.0))
+    rho: float = attrs.field(default=0.99, validator=_number(0.0, 1.0))
+    eps: float | None = None
+    weight_decay: float = attrs.field(default=0.0, validator=_number(0.0))
+    schedule: Schedule = attrs.field(factory=Schedule, converter=_schedule)
+
+    def __attrs_post_init__(self) -> None:
+        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
+            raise SpecError("'nesterov' needs the sgd optimizer with 'momentum' > 0")
+        if self.eps is None:
+            object.__setattr__(self, "eps", DEFAULT_EPS[self.name])
+
+    def lr_at(self, step: int) -> float:
+        return self.schedule.lr_at(self.lr, step)
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def check_loss(loss: str) -> str:
+    if loss not in LOSSES:
+        raise SpecError(f"'loss' must be one of {', '.join(LOSSES)} (got {loss!r})")
+    return loss

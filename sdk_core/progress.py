@@ -1,0 +1,37 @@
+"""A dependency-free progress bar on stderr: redrawn in place on a terminal, one line per
+epoch otherwise (logs stay readable)."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    def __init__(self, total: int, label: str, stream: TextIO | None = None, width: int = 28) -> None:
+        self.total, self.label, self.width = max(total, 1), label, width
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.start = self.last = time.perf_counter()
+        self.done = 0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if self.live and (now - self.last > 0.1 or self.done >= self.total):
+            self.last = now
+            self._draw("")
+
+    def _draw(self, suffix: str) -> None:
+        filled = int(self.width * self.done / self.total)
+        bar = "#" * filled + "." * (self.width - filled)
+        elapsed = time.perf_counter() - self.start
+        text = f"{self.label} [{bar}] {self.done}/{self.total} {elapsed:.1f}s{suffix}"
+        self.stream.write(("\r" + text) if self.live else text + "\n")
+        self.stream.flush()
+
+    def close(self, suffix: str = "") -> None:
+        self._draw(suffix)
+        if self.live:
+            self.stream.write("\n")
+        self.stream.flush()

@@ -1,0 +1,494 @@
+"""ModelSpec: a framework-neutral network description and the canonical weight layout.
+
+Shapes never include the batch axis. Images are channels-first ``(C, H, W)``; sequences are
+``(T, D)``. The canonical layout of every weight is defined here, once:
+
+=====================  ==========================================================
+layer                  weights (name: shape)
+=====================  ==========================================================
+dense                  ``weight: (in, units)``, ``bias: (units,)`` -- ``y = x @ W + b``
+conv2d                 ``weight: (filters, in_channels, k, k)``, ``bias: (filters,)``
+batchnorm              ``weight, bias, running_mean, running_var: (C,)`` (running_*
+                       are buffers, updated as ``r = (1 - momentum) r + momentum batch``
+                       with the unbiased batch variance)
+layernorm              ``weight, bias: (D,)``
+embedding              ``weight: (vocab_size, dim)``, ``position: (max_len, dim)`` if
+                       ``max_len`` > 0 (learned positions added to the tokens)
+attention              ``{q,k,v,o}.weight: (D, D)``, ``{q,k,v,o}.bias: (D,)``
+transformer_block      ``ln1.*``, ``attn.{q,k,v,o}.*``, ``ln2.*``, ``fc1.weight: (D, rD)``,
+                       ``fc1.bias``, ``fc2.weight: (rD, D)``, ``fc2.bias`` -- pre-norm:
+                       ``x + attn(ln1(x))`` then ``x + fc2(gelu(fc1(ln2(x))))``
+=====================  ==========================================================
+
+Full names are ``"{layer index}.{name}"``, e.g. ``"0.weight"`` or ``"3.attn.q.bias"``.
+``gelu`` is the tanh approximation everywhere. ``flatten`` keeps channels-first order.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, ClassVar, Iterable
+
+import attrs
+import numpy as np
+
+from .errors import SpecError
+
+Shape = tuple[int, ...]
+INPUT_DTYPES = ("float32", "int64")
+
+
+# -- validators: messages read "'field' must be ... (got ...)" ---------------------------
+def _positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(f"'{attribute.name}' must be a positive int (got {value!r})")
+
+
+def _non_negative_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpecError(f"'{attribute.name}' must be an int >= 0 (got {value!r})")
+
+
+def _optional_positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None:
+        _positive_int(instance, attribute, value)
+
+
+def _positive_float(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise SpecError(f"'{attribute.name}' must be a positive number (got {value!r})")
+
+
+def _rate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise SpecError(f"'{attribute.name}' must be a number in [0, 1) (got {value!r})")
+
+
+def _bool(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise SpecError(f"'{attribute.name}' must be true or false (got {value!r})")
+
+
+@attrs.frozen
+class Param:
+    """One canonical weight: name, shape, whether the optimizer updates it, how it starts."""
+
+    name: str
+    shape: Shape
+    trainable: bool = True
+    init: str = "glorot"  # glorot | zeros | ones | normal
+    fan: tuple[int, int] = (1, 1)
+
+
+def _linear(prefix: str, n_in: int, n_out: int, bias: bool = True) -> list[Param]:
+    params = [Param(f"{prefix}weight", (n_in, n_out), fan=(n_in, n_out))]
+    if bias:
+        params.append(Param(f"{prefix}bias", (n_out,), init="zeros"))
+    return params
+
+
+def _norm(prefix: str, n: int) -> list[Param]:
+    return [Param(f"{prefix}weight", (n,), init="ones"), Param(f"{prefix}bias", (n,), init="zeros")]
+
+
+class Layer:
+    """Base of every layer spec. Subclasses are frozen attrs classes with a ``type`` name."""
+
+    type: ClassVar[str] = ""
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+    def params(self, shape: Shape) -> list[Param]:
+        return []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **attrs.asdict(self)}
+
+
+def _need_ndim(shape: Shape, ndims: Iterable[int], what: str) -> None:
+    ndims = tuple(ndims)
+    if len(shape) not in ndims:
+        raise SpecError(f"needs {what} input (got shape {shape})")
+
+
+@attrs.frozen
+class Dense(Layer):
+    type: ClassVar[str] = "dense"
+    units: int = attrs.field(validator=_positive_int)
+    bias: bool = attrs.field(default=True, validator=_bool)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _need_ndim(shape, range(1, 4), "a (features,) or (T, features)")
+        return shape[:-1] + (self.units,)
+
+    def params(self, shape: Shape) -> list[Param]:
+        return _linear("", shape[-1], self.units, self.bias)
+
+
+def _window(size: int, kernel: int, stride: int, padding: int, what: str) -> int:
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out < 1:
+        raise SpecError(f"input size {size} is smaller than the {what} {kernel} (padding {padding})")
+    return out
+
+
+@attrs.frozen
+class Conv2D(Layer):
+    type: ClassVar[str] = "conv2d"
+    filters: int = attrs.field(validator=_positive_int)
+    kernel_size: int = attrs.field(validator=_positive_int)
+    stride: int = attrs.field(default=1, validator=_positive_int)
+    padding: int = attrs.field(default=0, validator=_non_negative_int)
+    bias: bool = attrs.field(default=True, validator=_bool)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _need_ndim(shape, (3,), "a (channels, height, width)")
+        _, h, w = shape
+        k, s, p = self.kernel_size, self.stride, self.padding
+        return (self.filters, _window(h, k, s, p, "kernel"), _window(w, k, s, p, "kernel"))
+
+    def params(self, shape: Shape) -> list[Param]:
+        k2 = self.kernel_size**2
+        params = [Param("weight", (self.filters, shape[0], self.kernel_size, self.kernel_size),
+                        fan=(shape[0] * k2, self.filters * k2))]
+        if self.bias:
+            params.append(Param("bias", (self.filters,), init="zeros"))
+        return params
+
+
+@attrs.frozen
+class _Pool(Layer):
+    pool_size: int = attrs.field(default=2, validator=_positive_int)
+    stride: int | None = attrs.field(default=None, validator=_optional_positive_int)
+
+    @property
+    def step(self) -> int:
+        """The stride actually used: ``stride``, or ``pool_size`` when unset."""
+        return self.stride or self.pool_size
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _need_ndim(shape, (3,), "a (channels, height, width)")
+        c, h, w = shape
+        k, s = self.pool_size, self.step
+        return (c, _window(h, k, s, 0, "pool"), _window(w, k, s, 0, "pool"))
+
+
+@attrs.frozen
+class MaxPool2D(_Pool):
+    type: ClassVar[str] = "max_pool2d"
+
+
+@attrs.frozen
+class AvgPool2D(_Pool):
+    type: ClassVar[str] = "avg_pool2d"
+
+
+@attrs.frozen
+class Flatten(Layer):
+    type: ClassVar[str] = "flatten"
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return (math.prod(shape),)
+
+
+@attrs.frozen
+class ReLU(Layer):
+    type: ClassVar[str] = "relu"
+
+
+@attrs.frozen
+class GELU(Layer):
+    """GELU, tanh approximation: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
+
+    type: ClassVar[str] = "gelu"
+
+
+@attrs.frozen
+class Tanh(Layer):
+    type: ClassVar[str] = "tanh"
+
+
+@attrs.frozen
+class Sigmoid(Layer):
+    type: ClassVar[str] = "sigmoid"
+
+
+@attrs.frozen
+class Softmax(Layer):
+    """Softmax over the last axis."""
+
+    type: ClassVar[str] = "softmax"
+
+
+@attrs.frozen
+class Dropout(Layer):
+    """Inverted dropout: active in training steps only, identity in inference."""
+
+    type: ClassVar[str] = "dropout"
+    rate: float = attrs.field(default=0.5, validator=_rate)
+
+
+@attrs.frozen
+class BatchNorm(Layer):
+    """Batch normalization over the channel axis (0 for images, the feature axis for vectors).
+
+    Training normalizes with the biased batch variance and updates the running statistics
+    with the unbiased one; inference uses the running statistics.
+    """
+
+    type: ClassVar[str] = "batchnorm"
+    eps: float = attrs.field(default=1e-5, validator=_positive_float)
+    momentum: float = attrs.field(default=0.1, validator=_rate)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _need_ndim(shape, (1, 3), "a (features,) or (channels, height, width)")
+        return shape
+
+    def params(self, shape: Shape) -> list[Param]:
+        c = shape[0]
+        return _norm("", c) + [
+            Param("running_mean", (c,), trainable=False, init="zeros"),
+            Param("running_var", (c,), trainable=False, init="ones"),
+        ]
+
+
+@attrs.frozen
+class LayerNorm(Layer):
+    """Layer normalization over the last axis."""
+
+    type: ClassVar[str] = "layernorm"
+    eps: float = attrs.field(default=1e-5, validator=_positive_float)
+
+    def params(self, shape: Shape) -> list[Param]:
+        return _norm("", shape[-1])
+
+
+@attrs.frozen
+class Embedding(Layer):
+    """Token embedding of int inputs ``(T,)``; with ``max_len`` > 0 learned positions are added."""
+
+    type: ClassVar[str] = "embedding"
+    vocab_size: int = attrs.field(validator=_positive_int)
+    dim: int = attrs.field(validator=_positive_int)
+    max_len: int = attrs.field(default=0, validator=_non_negative_int)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _need_ndim(shape, (1,), "a (tokens,) int")
+        if self.max_len and shape[0] > self.max_len:
+            raise SpecError(f"sequence length {shape[0]} exceeds 'max_len' {self.max_len}")
+        return shape + (self.dim,)
+
+    def params(self, shape: Shape) -> list[Param]:
+        params = [Param("weight", (self.vocab_size, self.dim), init="normal")]
+        if self.max_len:
+            params.append(Param("position", (self.max_len, self.dim), init="normal"))
+        return params
+
+
+def _attention_params(prefix: str, d: int) -> list[Param]:
+    return [p for n in "qkvo" for p in _linear(f"{prefix}{n}.", d, d)]
+
+
+def _check_heads(shape: Shape, num_heads: int) -> None:
+    _need_ndim(shape, (2,), "a (T, D)")
+    if shape[1] % num_heads:
+        raise SpecError(f"model width {shape[1]} is not divisible by 'num_heads' {num_heads}")
+
+
+@attrs.frozen
+class Attention(Layer):
+    """Multi-head self-attention ``o(softmax(q k^T / sqrt(d_head) + mask) v)``, no residual."""
+
+    type: ClassVar[str] = "attention"
+    num_heads: int = attrs.field(validator=_positive_int)
+    causal: bool = attrs.field(default=True, validator=_bool)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _check_heads(shape, self.num_heads)
+        return shape
+
+    def params(self, shape: Shape) -> list[Param]:
+        return _attention_params("", shape[1])
+
+
+@attrs.frozen
+class TransformerBlock(Layer):
+    """Pre-norm GPT block; ``dropout`` applies after attention and after the MLP."""
+
+    type: ClassVar[str] = "transformer_block"
+    num_heads: int = attrs.field(validator=_positive_int)
+    mlp_ratio: int = attrs.field(default=4, validator=_positive_int)
+    causal: bool = attrs.field(default=True, validator=_bool)
+    dropout: float = attrs.field(default=0.0, validator=_rate)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _check_heads(shape, self.num_heads)
+        return shape
+
+    def params(self, shape: Shape) -> list[Param]:
+        d = shape[1]
+        hidden = d * self.mlp_ratio
+        return (_norm("ln1.", d) + _attention_params("attn.", d) + _norm("ln2.", d)
+                + _linear("fc1.", d, hidden) + _linear("fc2.", hidden, d))
+
+
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.type: cls
+    for cls in (Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, ReLU, GELU, Tanh, Sigmoid,
+                Softmax, Dropout, BatchNorm, LayerNorm, Embedding, Attention, TransformerBlock)
+}
+
+
+def layer_from_dict(data: Any) -> Layer:
+    """Build one layer from ``{"type": ..., field: value}``; errors name the field."""
+    if not isinstance(data, dict):
+        raise SpecError(f"must be an object with a 'type' (got {type(data).__name__})")
+    kind = data.get("type")
+    cls = LAYER_TYPES.get(kind)  # type: ignore[arg-type]
+    if cls is None:
+        raise SpecError(f"unknown layer type {kind!r} (known: {', '.join(LAYER_TYPES)})")
+    fields = {f.name for f in attrs.fields(cls)}
+    extra = sorted(set(data) - fields - {"type"})
+    if extra:
+        raise SpecError(f"unknown field '{extra[0]}' (fields: {', '.join(sorted(fields)) or 'none'})")
+    try:
+        return cls(**{k: v for k, v in data.items() if k != "type"})
+    except TypeError as exc:  # a required field is missing
+        raise SpecError(str(exc).split(".__init__() ")[-1]) from None
+
+
+def _input_shape(value: Any) -> Shape:
+    if (not isinstance(value, (list, tuple)) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise SpecError(f"'input_shape' must be a non-empty list of positive ints (got {value!r})")
+    return tuple(value)
+
+
+def _input_dtype(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value not in INPUT_DTYPES:
+        raise SpecError(f"'input_dtype' must be one of {INPUT_DTYPES} (got {value!r})")
+
+
+@attrs.frozen
+class ModelSpec:
+    """A sequential network: input shape (no batch axis), input dtype and layers.
+
+    Construction infers every layer's shape and raises :class:`SpecError` naming the layer
+    index, its type and the field or shape that is wrong.
+    """
+
+    input_shape: Shape = attrs.field(converter=_input_shape)
+    layers: tuple[Layer, ...] = attrs.field(converter=tuple)
+    input_dtype: str = attrs.field(default="float32", validator=_input_dtype)
+    name: str = ""
+    shapes: tuple[Shape, ...] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.layers:
+            raise SpecError("spec has no layers")
+        shapes = [self.input_shape]
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise SpecError(f"layer {i}: not a layer spec (got {type(layer).__name__})")
+            is_embedding = isinstance(layer, Embedding)
+            if is_embedding and i:
+                raise SpecError(f"layer {i} (embedding): an embedding must be the first layer")
+            if not i and is_embedding != (self.input_dtype == "int64"):
+                raise SpecError(f"layer 0 ({layer.type}): int64 inputs need an embedding first "
+                                f"layer, and an embedding needs 'input_dtype' int64")
+            try:
+                shapes.append(tuple(layer.output_shape(shapes[-1])))
+            except SpecError as exc:
+                raise SpecError(f"layer {i} ({layer.type}): {exc}") from None
+        object.__setattr__(self, "shapes", tuple(shapes))
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.shapes[-1]
+
+    def layout(self) -> list[Param]:
+        """Every canonical weight in order, with its full ``"{index}.{name}"`` name."""
+        return [attrs.evolve(p, name=f"{i}.{p.name}")
+                for i, layer in enumerate(self.layers) for p in layer.params(self.shapes[i])]
+
+    def param_count(self, trainable_only: bool = True) -> int:
+        return sum(math.prod(p.shape) for p in self.layout() if p.trainable or not trainable_only)
+
+    def init_weights(self, seed: int = 0, dtype: str = "float32") -> dict[str, np.ndarray]:
+        """The canonical initial weights for ``seed``: identical for every framework."""
+        rng = np.random.default_rng(seed)
+        out: dict[str, np.ndarray] = {}
+        for p in self.layout():
+            if p.init == "glorot":
+                bound = math.sqrt(6.0 / sum(p.fan))
+                value = rng.uniform(-bound, bound, p.shape)
+            elif p.init == "normal":
+                value = rng.normal(0.0, 0.02, p.shape)
+            else:
+                value = np.full(p.shape, 1.0 if p.init == "ones" else 0.0)
+            out[p.name] = value.astype(dtype)
+        return out
+
+    def check_weights(self, weights: dict[str, Any], what: str = "weights") -> None:
+        """Raise :class:`SpecError` unless ``weights`` has exactly this layout's names and shapes."""
+        layout = {p.name: p.shape for p in self.layout()}
+        missing = [n for n in layout if n not in weights]
+        extra = [n for n in weights if n not in layout]
+        if missing or extra:
+            detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+            raise SpecError(f"{what} do not match the model: {detail}")
+        for name, shape in layout.items():
+            got = tuple(np.shape(weights[name]))
+            if got != shape:
+                raise SpecError(f"{what}: '{name}' has shape {got}, the model needs {shape}")
+
+    def check_input(self, x: Any) -> np.ndarray:
+        """Return ``x`` as an array of this spec's input dtype, or raise naming the shape."""
+        x = np.asarray(x)
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise SpecError(f"input has shape {tuple(x.shape)}, the model needs (batch, "
+                            f"{', '.join(map(str, self.input_shape))})")
+        if self.input_dtype == "int64":
+            if not np.issubdtype(x.dtype, np.integer):
+                raise SpecError(f"input must hold integer token ids (got {x.dtype})")
+            return x.astype(np.int64, copy=False)
+        return x
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "input_shape": list(self.input_shape),
+                "input_dtype": self.input_dtype, "layers": [l.to_dict() for l in self.layers]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ModelSpec":
+        if not isinstance(data, dict):
+            raise SpecError(f"spec must be a JSON object (got {type(data).__name__})")
+        extra = sorted(set(data) - {"name", "input_shape", "input_dtype", "layers"})
+        if extra:
+            raise SpecError(f"spec: unknown field '{extra[0]}'")
+        if "input_shape" not in data:
+            raise SpecError("spec: 'input_shape' is missing")
+        layers_data = data.get("layers")
+        if not isinstance(layers_data, list):
+            raise SpecError(f"spec: 'layers' must be a list (got {type(layers_data).__name__})")
+        layers = []
+        for i, item in enumerate(layers_data):
+            try:
+                layers.append(layer_from_dict(item))
+            except SpecError as exc:
+                kind = item.get("type") if isinstance(item, dict) else None
+                label = f"layer {i} ({kind})" if kind in LAYER_TYPES else f"layer {i}"
+                raise SpecError(f"{label}: {exc}") from None
+        return cls(input_shape=data["input_shape"], layers=layers,
+                   input_dtype=data.get("input_dtype", "float32"), name=data.get("name", ""))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"spec is not valid JSON: {exc}") from None
+        return cls.from_dict(data)

@@ -1,0 +1,235 @@
+"""Stack: one (framework, device) pair that builds, trains, predicts, saves and loads."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import attrs
+import numpy as np
+
+from . import metrics
+from .errors import NotAvailableError, SdkError, SpecError, WeightsError
+from .info import BuildRequest, DeviceInfo, FrameworkInfo, PredictRequest, StepRequest, WeightsRequest
+from .manager import PluginManager, get_manager
+from .optim import Optimizer, check_loss
+from .progress import Progress
+from .spec import ModelSpec
+from .weights import load_weights, save_weights
+
+
+@attrs.define
+class History:
+    """Per-epoch figures from :meth:`Stack.fit`."""
+
+    loss: list[float] = attrs.field(factory=list)
+    val_loss: list[float] = attrs.field(factory=list)
+    val_accuracy: list[float] = attrs.field(factory=list)
+    seconds: list[float] = attrs.field(factory=list)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return attrs.asdict(self)
+
+
+def usable_stacks(manager: PluginManager | None = None) -> list[tuple[FrameworkInfo, DeviceInfo]]:
+    """Every (installed framework, probed device) pair the framework can drive, best first:
+    accelerators before the cpu, then by framework priority."""
+    manager = manager or get_manager()
+    pairs = [(fw, dev) for fw in manager.frameworks().values() if fw.installed
+             for dev in manager.devices() if dev.kind in fw.device_kinds]
+    return sorted(pairs, key=lambda p: (p[1].kind == "cpu", -p[0].priority, p[1].index))
+
+
+class Stack:
+    """A framework and a device. ``build`` a spec, then ``fit``, ``predict``, ``save``, ``load``."""
+
+    def __init__(self, framework: str = "numpy", device: str = "cpu",
+                 manager: PluginManager | None = None) -> None:
+        self.manager = manager or get_manager()
+        self.framework: FrameworkInfo = self.manager.framework(framework)
+        self.device: DeviceInfo = self.manager.device(device)
+        if self.device.kind not in self.framework.device_kinds:
+            raise NotAvailableError(f"framework '{framework}' cannot run on {self.device.id} "
+                                    f"(it drives: {', '.join(self.framework.device_kinds)})")
+        self.spec: ModelSpec | None = None
+        self.model: Any = None
+        self.dtype = "float32"
+        self._predict: Callable[[np.ndarray], np.ndarray] | None = None
+        self._steps: dict[tuple[str, Optimizer], Callable[[np.ndarray, np.ndarray], Any]] = {}
+
+    @classmethod
+    def auto(cls, strict: bool = False, manager: PluginManager | None = None) -> "Stack":
+        """The best usable pair (see :func:`usable_stacks`). ``strict`` refuses the cpu."""
+        pairs = usable_stacks(manager)
+        if not pairs:
+            raise NotAvailableError("no usable framework: install a framework plugin "
+                                    "(pip install sdk-numpy for the default)")
+        fw, dev = pairs[0]
+        if strict and dev.kind == "cpu":
+            raise NotAvailableError("strict: no accelerator usable by an installed framework "
+                                    "(found only the cpu)")
+        return cls(fw.name, dev.id, manager=manager)
+
+    def __repr__(self) -> str:
+        model = self.spec.name or "model" if self.spec else "nothing built"
+        return f"Stack({self.framework.name!r}, {self.device.id!r}: {model})"
+
+    # -- model ------------------------------------------------------------------------------
+    def build(self, spec: ModelSpec | Mapping[str, Any], seed: int = 0, dtype: str = "float32") -> "Stack":
+        """Build ``spec`` natively and set the canonical initial weights for ``seed``."""
+        spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)
+        unsupported = {l.type for l in spec.layers} & set(self.framework.unsupported)
+        if unsupported:
+            raise NotAvailableError(f"framework '{self.framework.name}' does not support layer "
+                                    f"{sorted(unsupported)[0]}")
+        self.model = self.manager.build_model(BuildRequest(
+            self.framework.name, spec, self.device, dtype=dtype, seed=seed))
+        self.spec, self.dtype = spec, dtype
+        self._predict, self._steps = None, {}
+        self.set_weights(spec.init_weights(seed, dtype))
+        return self
+
+    def _need_model(self) -> ModelSpec:
+        if self.spec is None:
+            raise SdkError("no model: call build(spec) or load(path) first")
+        return self.spec
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        spec = self._need_model()
+        return self.manager.get_weights(WeightsRequest(self.framework.name, self.model, spec))
+
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        spec = self._need_model()
+        try:
+            spec.check_weights(dict(weights))
+        except SpecError as exc:
+            raise WeightsError(str(exc)) from None
+        weights = {k: np.asarray(v, dtype=self.dtype) for k, v in weights.items()}
+        self.manager.set_weights(WeightsRequest(self.framework.name, self.model, spec, weights))
+
+    # -- training ---------------------------------------------------------------------------
+    def train_step(self, loss: str = "cross_entropy",
+                   optimizer: Optimizer | None = None) -> Callable[[np.ndarray, np.ndarray], Any]:
+        """The plugin's compiled step for ``loss`` and ``optimizer``; one per pair, reused
+        (so optimizer state carries over between ``fit`` calls)."""
+        spec = self._need_model()
+        key = (check_loss(loss), optimizer or Optimizer())
+        if key not in self._steps:
+            self._steps[key] = self.manager.make_train_step(StepRequest(
+                self.framework.name, self.model, spec, self.device, key[0], key[1]))
+        return self._steps[key]
+
+    def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int | None = 32,
+            loss: str = "cross_entropy", optimizer: Optimizer | None = None, shuffle: bool = True,
+            seed: int = 0, validation_data: tuple[Any, Any] | None = None,
+            validation_split: float = 0.0, progress: bool | None = False,
+            on_epoch: Callable[[int, History], None] | None = None) -> History:
+        """Train for ``epochs``; ``batch_size=None`` is full-batch gradient descent.
+
+        The last partial batch is used. Returns the per-epoch :class:`History`.
+        """
+        spec = self._need_model()
+        x = spec.check_input(x)
+        y = metrics.check_targets(spec, loss, y, len(x))
+        if not isinstance(epochs, int) or epochs < 1:
+            raise SdkError(f"'epochs' must be a positive int (got {epochs!r})")
+        if not 0 <= validation_split < 1:
+            raise SdkError(f"'validation_split' must lie in [0, 1) (got {validation_split})")
+        if validation_split:
+            cut = len(x) - int(len(x) * validation_split)
+            validation_data, x, y = (x[cut:], y[cut:]), x[:cut], y[:cut]
+        n = len(x)
+        if n == 0:
+            raise SdkError("no training samples")
+        batch = n if batch_size is None else batch_size
+        if not isinstance(batch, int) or batch < 1:
+            raise SdkError(f"'batch_size' must be a positive int or None (got {batch_size!r})")
+        step = self.train_step(loss, optimizer)
+        rng = np.random.default_rng(seed)
+        starts = range(0, n, batch)
+        history = History()
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            order = rng.permutation(n) if shuffle else None
+            bar = Progress(len(starts), f"epoch {epoch + 1}/{epochs}") if progress else None
+            losses = []
+            for s in starts:
+                if order is None:
+                    xb, yb = x[s:s + batch], y[s:s + batch]
+                else:
+                    idx = order[s:s + batch]
+                    xb, yb = x[idx], y[idx]
+                losses.append((step(xb, yb), len(xb)))
+                if bar:
+                    bar.update()
+            history.loss.append(sum(float(l) * k for l, k in losses) / n)
+            history.seconds.append(time.perf_counter() - t0)
+            suffix = f" loss {history.loss[-1]:.4f}"
+            if validation_data is not None:
+                result = self.evaluate(*validation_data, loss=loss)
+                history.val_loss.append(result["loss"])
+                suffix += f" val_loss {result['loss']:.4f}"
+                if "accuracy" in result:
+                    history.val_accuracy.append(result["accuracy"])
+                    suffix += f" val_acc {result['accuracy']:.4f}"
+            if bar:
+                bar.close(suffix)
+            if on_epoch:
+                on_epoch(epoch, history)
+        return history
+
+    # -- inference --------------------------------------------------------------------------
+    def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
+        """Model outputs for ``x`` (logits for classifiers), in batches."""
+        spec = self._need_model()
+        x = spec.check_input(x)
+        if self._predict is None:
+            self._predict = self.manager.make_predict(
+                PredictRequest(self.framework.name, self.model, spec, self.device))
+        if len(x) <= batch_size:
+            return np.asarray(self._predict(x))
+        return np.concatenate([np.asarray(self._predict(x[s:s + batch_size]))
+                               for s in range(0, len(x), batch_size)])
+
+    def evaluate(self, x: Any, y: Any, loss: str = "cross_entropy", batch_size: int = 256) -> dict[str, float]:
+        """Mean loss, and accuracy for ``cross_entropy``."""
+        spec = self._need_model()
+        x = spec.check_input(x)
+        y = metrics.check_targets(spec, loss, y, len(x))
+        out = self.predict(x, batch_size)
+        result = {"loss": metrics.loss_value(loss, out, y)}
+        if loss == "cross_entropy":
+            result["accuracy"] = metrics.accuracy(out, y)
+        return result
+
+    # -- files ------------------------------------------------------------------------------
+    def save(self, path: str) -> None:
+        """Save the weights and the spec to a safetensors file, atomically."""
+        spec = self._need_model()
+        save_weights(path, self.get_weights(), {
+            "spec": spec.to_json(), "framework": self.framework.name, "device": self.device.id})
+
+    def load(self, path: str) -> "Stack":
+        """Load weights saved by any framework. Builds the file's spec if nothing is built
+        yet; otherwise the file must match the built model."""
+        weights, meta = load_weights(path)
+        if self.spec is None:
+            if "spec" not in meta:
+                raise WeightsError(f"'{path}' holds no model spec: build(spec) before load")
+            try:
+                self.build(ModelSpec.from_json(meta["spec"]))
+            except SpecError as exc:
+                raise WeightsError(f"'{path}' holds an invalid spec: {exc}") from None
+        try:
+            self.spec.check_weights(weights, what=f"weights in '{path}'")  # type: ignore[union-attr]
+        except SpecError as exc:
+            raise WeightsError(str(exc)) from None
+        self.set_weights(weights)
+        return self
+
+
+def load_spec(path: str) -> ModelSpec:
+    """The spec stored in a weights file."""
+    _, meta = load_weights(path)
+    if "spec" not in meta:
+        raise WeightsError(f"'{path}' holds no model spec")
+    return ModelSpec.from_json(meta["spec"])

@@ -1,0 +1,62 @@
+"""Weights files: safetensors (never pickle), written atomically.
+
+A file holds the canonical weights (name -> array) and string metadata: the file format,
+the model spec as JSON and the framework that wrote it.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from .errors import WeightsError
+
+FORMAT = "sdk_core/1"
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: a crash or an error
+    leaves the previous file intact."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise WeightsError(f"cannot write '{path}': directory '{path.parent}' does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_weights(path: str | os.PathLike, weights: Mapping[str, np.ndarray],
+                 metadata: Mapping[str, str] | None = None) -> None:
+    """Save ``weights`` as a safetensors file at ``path``, atomically."""
+    from safetensors.numpy import save
+
+    meta = {"format": FORMAT, **(metadata or {})}
+    tensors = {k: np.ascontiguousarray(v) for k, v in weights.items()}
+    atomic_write(path, save(tensors, metadata=meta))
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Read a safetensors file: ``(weights, metadata)``. Runs no code from the file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file '{path}' does not exist")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = dict(f.metadata() or {})
+            weights = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # SafetensorError and friends: the file is not what it claims
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WeightsError(f"'{path}' is not a valid safetensors file: {reason}") from None
+    return weights, metadata

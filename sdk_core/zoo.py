@@ -1,0 +1,50 @@
+"""Ready-made model specs: MLP, LeNet-5 and a small GPT-style transformer."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from .errors import SpecError
+from .spec import (Conv2D, Dense, Dropout, Embedding, Flatten, LayerNorm, Layer, MaxPool2D,
+                   ModelSpec, ReLU, TransformerBlock, LAYER_TYPES)
+
+
+def mlp(input_dim: int = 64, hidden: Sequence[int] = (128, 64), classes: int = 10,
+        activation: str = "relu", dropout: float = 0.0) -> ModelSpec:
+    """A multi-layer perceptron on flat vectors; outputs logits."""
+    act = LAYER_TYPES[activation]
+    layers: list[Layer] = []
+    for units in hidden:
+        layers += [Dense(units), act()]
+        if dropout:
+            layers.append(Dropout(dropout))
+    return ModelSpec(input_shape=(input_dim,), layers=layers + [Dense(classes)], name="mlp")
+
+
+def lenet5(input_shape: Sequence[int] = (1, 32, 32), classes: int = 10,
+           activation: str = "relu") -> ModelSpec:
+    """LeNet-5: conv 6@5x5, pool, conv 16@5x5, pool, dense 120, 84, classes (logits)."""
+    act = LAYER_TYPES[activation]
+    return ModelSpec(input_shape=tuple(input_shape), name="lenet5", layers=[
+        Conv2D(6, 5), act(), MaxPool2D(2),
+        Conv2D(16, 5), act(), MaxPool2D(2),
+        Flatten(), Dense(120), act(), Dense(84), act(), Dense(classes),
+    ])
+
+
+def gpt(vocab_size: int = 64, max_len: int = 32, dim: int = 64, heads: int = 4,
+        blocks: int = 2, dropout: float = 0.0) -> ModelSpec:
+    """A small GPT: token + position embedding, causal pre-norm blocks, final norm, logits."""
+    layers: list[Layer] = [Embedding(vocab_size, dim, max_len=max_len)]
+    layers += [TransformerBlock(heads, dropout=dropout) for _ in range(blocks)]
+    layers += [LayerNorm(), Dense(vocab_size)]
+    return ModelSpec(input_shape=(max_len,), input_dtype="int64", layers=layers, name="gpt")
+
+
+ZOO: dict[str, Callable[..., ModelSpec]] = {"mlp": mlp, "lenet5": lenet5, "gpt": gpt}
+
+
+def get(name: str, **kwargs) -> ModelSpec:
+    """A zoo model by name."""
+    if name not in ZOO:
+        raise SpecError(f"unknown model '{name}' (zoo: {', '.join(ZOO)})")
+    return ZOO[name](**kwargs)
