@@ -112,7 +112,7 @@ def _stack(framework: str, device: str | None):
     from .stack import Stack
 
     if framework == "auto":
-        return Stack.auto() if device is None else Stack(Stack.auto().framework.name, device)
+        return Stack.auto(device)
     return Stack(framework, device or "cpu")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 from pathlib import Path
 
 from .info import DeviceInfo, MemoryReading, PowerReading
@@ -94,8 +93,7 @@ def sdk_read_memory(device: DeviceInfo) -> MemoryReading | None:
     if device.kind != "cpu":
         return None
     status = dict(line.split(":", 1) for line in _read("/proc/self/status").splitlines() if ":" in line)
-    used = int(status.get("VmRSS", "0 kB").split()[0]) * 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    used, peak = (int(status.get(k, "0 kB").split()[0]) * 1024 for k in ("VmRSS", "VmHWM"))
     return MemoryReading(used=used, peak=peak, total=device.memory_total, source="host RSS")
 
 

@@ -137,5 +137,6 @@ def sdk_add_commands(subparsers: argparse._SubParsersAction) -> None:
     handler receives the parsed ``argparse.Namespace`` and returns the exit code.
 
     :param subparsers: the CLI's subparsers object.
+    :return: nothing (``None``).
     Collected from every plugin.
     """

@@ -57,9 +57,18 @@ class Stack:
         self._steps: dict[tuple[str, Optimizer], Callable[[np.ndarray, np.ndarray], Any]] = {}
 
     @classmethod
-    def auto(cls, strict: bool = False, manager: PluginManager | None = None) -> "Stack":
-        """The best usable pair (see :func:`usable_stacks`). ``strict`` refuses the cpu."""
+    def auto(cls, device: str | None = None, strict: bool = False,
+             manager: PluginManager | None = None) -> "Stack":
+        """The best usable pair (see :func:`usable_stacks`), on ``device`` if given.
+
+        ``strict`` refuses to fall back to the cpu when no accelerator is usable."""
+        manager = manager or get_manager()
         pairs = usable_stacks(manager)
+        if device is not None:
+            wanted = manager.device(device)
+            pairs = [(fw, dev) for fw, dev in pairs if dev.id == wanted.id]
+            if not pairs:
+                raise NotAvailableError(f"no installed framework drives {wanted.id}")
         if not pairs:
             raise NotAvailableError("no usable framework: install a framework plugin "
                                     "(pip install sdk-numpy for the default)")

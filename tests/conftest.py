@@ -1,0 +1,52 @@
+"""Fixtures: throwaway plugin distributions installed into a temporary site directory."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+FRAMEWORKS = ("torch", "tensorflow", "jax", "mindspore")
+
+
+class Site:
+    """A directory on ``PYTHONPATH`` holding real distributions (``*.dist-info`` with an
+    ``entry_points.txt``), exactly as pip lays them out."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def add(self, dist: str, module: str, source: str, entry: str | None = None) -> None:
+        (self.root / f"{module}.py").write_text(textwrap.dedent(source))
+        info = self.root / f"{dist.replace('-', '_')}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[sdk_core]\n{entry or module} = {module}\n")
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SDK_CORE_")}
+        env["PYTHONPATH"] = os.pathsep.join([str(self.root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env.update(extra)
+        return env
+
+    def run(self, *args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args], env=self.env(**extra), capture_output=True,
+                              text=True, timeout=300)
+
+    def sdk(self, *args: str, **extra: str) -> subprocess.CompletedProcess:
+        return self.run("-m", "sdk_core", *args, **extra)
+
+    def sdk_json(self, *args: str, **extra: str):
+        result = self.sdk(*args, "--json", **extra)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    return Site(tmp_path / "site")
