@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import SdkError
+from .select import POLICIES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,12 +109,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return _emit(args, data, "\n".join(lines))
 
 
-def _stack(framework: str, device: str | None):
+def _stack(args: argparse.Namespace, spec=None):
     from .stack import Stack
 
-    if framework == "auto":
-        return Stack.auto(device)
-    return Stack(framework, device or "cpu")
+    if args.framework == "auto":
+        return Stack.auto(args.policy, spec=spec, device=args.device, strict=args.strict)
+    stack = Stack(args.framework, args.device or "cpu")
+    if args.strict and stack.device.kind == "cpu":
+        raise SdkError(f"strict: {args.framework}/{stack.device.id} is not an accelerator")
+    return stack
 
 
 def _spec(model: str, image_size: int):
@@ -146,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .optim import Optimizer
 
     spec = _spec(args.model, args.image_size)
-    stack = _stack(args.framework, args.device).build(spec, seed=args.seed)
+    stack = _stack(args, spec).build(spec, seed=args.seed)
     x_train, y_train, x_test, y_test = _digits_for(spec, args.seed)
     optimizer = Optimizer(args.optimizer, lr=args.lr, momentum=args.momentum)
     if not args.json:
@@ -172,7 +176,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .stack import load_spec
 
     spec = load_spec(args.weights)
-    stack = _stack(args.framework, args.device)
+    stack = _stack(args, spec)
     stack.build(spec).load(args.weights)
     labels = None
     if args.input:
@@ -226,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--framework", default="auto", help="framework name, or auto (default)")
         p.add_argument("--device", default=None, help="device such as cpu or cuda:0")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--policy", default="accelerator", choices=POLICIES,
+                       help="how --framework auto chooses (default: accelerator)")
+        p.add_argument("--strict", action="store_true", help="fail rather than fall back to the cpu")
     train, predict = sub.choices["train"], sub.choices["predict"]
     train.add_argument("--model", default="lenet5", help="mlp, lenet5, gpt or a spec .json file")
     train.add_argument("--image-size", type=int, default=32, help="digits image size for lenet5")
@@ -238,8 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--weights", required=True, help="a .safetensors file saved by sdk")
     predict.add_argument("--input", default=None, help=".npy inputs (default: digits test split)")
     predict.add_argument("--output", default=None, help="save outputs to this .npy file")
+    from .bench import add_command as add_bench_command
     from .manager import get_manager
 
+    add_bench_command(sub)
     get_manager().add_commands(sub)  # plugins' own commands; a failing plugin is disabled
     return parser
 

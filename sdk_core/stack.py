@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping, Sequence
 import attrs
 import numpy as np
 
-from . import metrics
+from . import metrics, select
 from .errors import NotAvailableError, SdkError, SpecError, WeightsError
 from .info import BuildRequest, DeviceInfo, FrameworkInfo, PredictRequest, StepRequest, WeightsRequest
 from .manager import PluginManager, get_manager
@@ -31,12 +31,8 @@ class History:
 
 
 def usable_stacks(manager: PluginManager | None = None) -> list[tuple[FrameworkInfo, DeviceInfo]]:
-    """Every (installed framework, probed device) pair the framework can drive, best first:
-    accelerators before the cpu, then by framework priority."""
-    manager = manager or get_manager()
-    pairs = [(fw, dev) for fw in manager.frameworks().values() if fw.installed
-             for dev in manager.devices() if dev.kind in fw.device_kinds]
-    return sorted(pairs, key=lambda p: (p[1].kind == "cpu", -p[0].priority, p[1].index))
+    """Every (installed framework, probed device) pair the framework can drive, best first."""
+    return select.usable_stacks(manager or get_manager())
 
 
 class Stack:
@@ -57,26 +53,24 @@ class Stack:
         self._steps: dict[tuple[str, Optimizer], Callable[[np.ndarray, np.ndarray], Any]] = {}
 
     @classmethod
-    def auto(cls, device: str | None = None, strict: bool = False,
+    def auto(cls, policy: str = "accelerator", spec: ModelSpec | None = None, batch_size: int = 32,
+             device: str | None = None, strict: bool = False,
              manager: PluginManager | None = None) -> "Stack":
-        """The best usable pair (see :func:`usable_stacks`), on ``device`` if given.
-
-        ``strict`` refuses to fall back to the cpu when no accelerator is usable."""
+        """The best usable pair by ``policy`` (``accelerator``, ``memory`` or ``fastest``; see
+        :mod:`sdk_core.select`), on ``device`` if given. ``strict`` refuses to fall back to
+        the cpu. The spec is not built: call :meth:`build`."""
         manager = manager or get_manager()
-        pairs = usable_stacks(manager)
-        if device is not None:
-            wanted = manager.device(device)
-            pairs = [(fw, dev) for fw, dev in pairs if dev.id == wanted.id]
-            if not pairs:
-                raise NotAvailableError(f"no installed framework drives {wanted.id}")
-        if not pairs:
-            raise NotAvailableError("no usable framework: install a framework plugin "
-                                    "(pip install sdk-numpy for the default)")
-        fw, dev = pairs[0]
-        if strict and dev.kind == "cpu":
-            raise NotAvailableError("strict: no accelerator usable by an installed framework "
-                                    "(found only the cpu)")
+        fw, dev = select.choose(manager, policy, spec, batch_size, device, strict)
         return cls(fw.name, dev.id, manager=manager)
+
+    def to(self, framework: str | None = None, device: str | None = None) -> "Stack":
+        """A new stack on another framework and/or device holding this model and its current
+        weights: train on one stack, serve on another."""
+        spec = self._need_model()
+        other = Stack(framework or self.framework.name, device or self.device.id, manager=self.manager)
+        other.build(spec, dtype=self.dtype)
+        other.set_weights(self.get_weights())
+        return other
 
     def __repr__(self) -> str:
         model = self.spec.name or "model" if self.spec else "nothing built"
