@@ -1,0 +1,57 @@
+"""The NumPy model: canonical weights in a dict and one op per layer."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from sdk_core import ModelSpec, Optimizer
+
+from ._losses import LOSSES
+from ._ops import make_op
+from ._optim import Updater
+
+
+class NumpyModel:
+    """A sequential model whose ``params`` are the canonical weights themselves."""
+
+    def __init__(self, spec: ModelSpec, dtype: str = "float32", seed: int = 0) -> None:
+        self.spec, self.dtype = spec, np.dtype(dtype)
+        self.rng = np.random.default_rng(seed)
+        self.params: dict[str, np.ndarray] = {
+            k: v.astype(self.dtype) for k, v in spec.init_weights(seed, dtype).items()}
+        self.ops = [make_op(i, layer, self.rng) for i, layer in enumerate(spec.layers)]
+        self.trainable = [p.name for p in spec.layout() if p.trainable]
+
+    def _input(self, x: Any) -> np.ndarray:
+        x = np.asarray(x)
+        return x.astype(np.int64, copy=False) if self.spec.input_dtype == "int64" else \
+            x.astype(self.dtype, copy=False)
+
+    def forward(self, x: Any, training: bool = False) -> np.ndarray:
+        h = self._input(x)
+        for op in self.ops:
+            h = op.forward(self.params, h, training)
+        return h
+
+    def backward(self, dout: np.ndarray) -> dict[str, np.ndarray]:
+        grads: dict[str, np.ndarray] = {}
+        d = dout
+        for op in reversed(self.ops):
+            d = op.backward(self.params, grads, d)
+        return grads
+
+    def loss_and_grads(self, x: Any, y: Any, loss: str) -> tuple[float, dict[str, np.ndarray]]:
+        out = self.forward(x, training=True)
+        value, dout = LOSSES[loss](out, np.asarray(y))
+        return float(value), self.backward(dout)
+
+    def train_step(self, loss: str, optimizer: Optimizer) -> Callable[[Any, Any], float]:
+        update = Updater(optimizer, self.trainable)
+
+        def step(x: Any, y: Any) -> float:
+            value, grads = self.loss_and_grads(x, y, loss)
+            update(self.params, grads)
+            return value
+
+        return step
