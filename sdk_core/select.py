@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import NotAvailableError, SdkError
+from .estimate import training_bytes
 from .info import DeviceInfo, FrameworkInfo
 from .manager import PluginManager
 from .spec import ModelSpec
@@ -37,14 +37,6 @@ def usable_stacks(manager: PluginManager) -> list[Pair]:
              for dev in manager.devices() if dev.kind in fw.device_kinds]
     return sorted(pairs, key=lambda p: (p[1].kind == "cpu", -p[1].peak_flops.get("float32", 0.0),
                                         -(p[1].memory_free or 0), -p[0].priority, p[1].index))
-
-
-def training_bytes(spec: ModelSpec, batch_size: int, bytes_per_value: int = 4) -> int:
-    """A conservative training footprint: weights, gradients and two optimizer moments, plus
-    every layer's activations kept for the backward pass (twice, for their gradients)."""
-    weights = spec.param_count(trainable_only=False)
-    activations = sum(math.prod(s) for s in spec.shapes) * batch_size
-    return (4 * weights + 2 * activations) * bytes_per_value
 
 
 def _median_step(stack: "Stack", spec: ModelSpec, batch_size: int, steps: int) -> float:

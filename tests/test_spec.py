@@ -118,3 +118,14 @@ def test_optimizer_and_schedule_validation_and_rates():
     step = Schedule("step", step_size=2, gamma=0.5)
     assert [step.lr_at(1.0, t) for t in range(5)] == [1.0, 1.0, 0.5, 0.5, 0.25]
     assert Optimizer("sgd", lr=0.1, schedule={"kind": "step", "step_size": 1}).lr_at(2) == pytest.approx(0.001)
+
+
+def test_flop_counts_by_hand():
+    from sdk_core.estimate import forward_flops, training_flops
+
+    assert forward_flops(ModelSpec(input_shape=(64,), layers=[Dense(32), ReLU(), Dense(10)])) == 2 * (64 * 32 + 32 * 10)
+    conv = ModelSpec(input_shape=(3, 8, 8), layers=[Conv2D(4, 3, padding=1)])
+    assert forward_flops(conv) == 2 * 3 * 9 * 4 * 8 * 8
+    block = ModelSpec(input_shape=(5,), input_dtype="int64", layers=[Embedding(7, 8), TransformerBlock(2)])
+    assert forward_flops(block) == 2 * 5 * 8 * 8 * 4 + 4 * 5 * 5 * 8 + 4 * 5 * 8 * 32
+    assert training_flops(conv) == 3 * forward_flops(conv)

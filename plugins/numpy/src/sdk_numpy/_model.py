@@ -21,6 +21,7 @@ class NumpyModel:
         self.params: dict[str, np.ndarray] = {
             k: v.astype(self.dtype) for k, v in spec.init_weights(seed, dtype).items()}
         self.ops = [make_op(i, layer, self.rng) for i, layer in enumerate(spec.layers)]
+        self.ops[0].input_grad = False
         self.trainable = [p.name for p in spec.layout() if p.trainable]
 
     def _input(self, x: Any) -> np.ndarray:

@@ -17,6 +17,9 @@ GELU_C = math.sqrt(2.0 / math.pi)
 
 
 class Op:
+    #: False for the model's first op: the gradient of the model input is never used.
+    input_grad = True
+
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
 
@@ -52,7 +55,7 @@ class Linear(Op):
         self.add_grad(grads, "weight", x2.T @ d2)
         if self.bias:
             self.add_grad(grads, "bias", d2.sum(axis=0))
-        return dy @ self.p(params, "weight").T
+        return dy @ self.p(params, "weight").T if self.input_grad else None
 
 
 def _windows(x: np.ndarray, k: int, s: int) -> np.ndarray:
@@ -95,6 +98,8 @@ class Conv2D(Op):
         self.add_grad(grads, "weight", (d2.T @ self.cols).reshape(w.shape))
         if self.bias:
             self.add_grad(grads, "bias", d2.sum(axis=0))
+        if not self.input_grad:
+            return None
         dcols = (d2 @ w.reshape(f, -1)).reshape(b, ho, wo, w.shape[1], self.k, self.k)
         dxp = np.zeros(self.xshape, dtype=dy.dtype)
         _scatter(dxp, dcols.transpose(0, 3, 1, 2, 4, 5), self.k, self.s)
