@@ -1,0 +1,217 @@
+"""ConformanceSuite: the tests every framework plugin passes. See the package docstring."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+import sdk_core
+from sdk_core import (NotAvailableError, SdkError, SpecError, Stack, WeightsError, get_manager)
+
+from .cases import (ALL_FEATURES, LAYER_CASES, STEP_CASES, STEP_SPEC, inputs, random_weights,
+                    targets)
+
+REFERENCE = "numpy"
+FRAMEWORK_MODULES = ("torch", "tensorflow", "jax", "mindspore")
+PORTABLE_CASES = ("lenet_like", "gpt")
+
+
+def _installed_frameworks() -> list[str]:
+    return sorted(n for n, f in get_manager().frameworks().items() if f.installed)
+
+
+class ConformanceSuite:
+    """Subclass as ``TestConformance`` and set ``framework`` (and ``device``, ``exclusions``).
+
+    ``exclusions`` maps a feature id (``layer:<type>``, ``optimizer:<name>``, ``loss:<name>``,
+    ``schedule:<kind>``, ``dtype:float64``) to the reason the plugin does not support it. Tests
+    needing an excluded feature are skipped with that reason in the report, and the feature
+    must fail with a clear sdk_core error rather than run.
+    """
+
+    framework: ClassVar[str] = ""
+    device: ClassVar[str] = "cpu"
+    exclusions: ClassVar[dict[str, str]] = {}
+    forward_rtol: ClassVar[float] = 1e-4
+    forward_atol: ClassVar[float] = 1e-5
+    step_rtol: ClassVar[float] = 1e-4
+    step_atol: ClassVar[float] = 1e-5
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _needs(self, features: set[str]) -> None:
+        for feature in sorted(features):
+            if feature in self.exclusions:
+                pytest.skip(f"excluded by plugin '{self.framework}': {feature}: {self.exclusions[feature]}")
+
+    def _stack(self, spec, weights=None, dtype: str = "float32") -> Stack:
+        stack = Stack(self.framework, self.device).build(spec, dtype=dtype)
+        if weights is not None:
+            stack.set_weights(weights)
+        return stack
+
+    @staticmethod
+    def _reference(spec, weights=None, dtype: str = "float32") -> Stack:
+        if REFERENCE not in _installed_frameworks():
+            pytest.fail("the conformance kit needs the reference plugin: pip install sdk-numpy")
+        stack = Stack(REFERENCE, "cpu").build(spec, dtype=dtype)
+        if weights is not None:
+            stack.set_weights(weights)
+        return stack
+
+    def _assert_weights_close(self, got: dict, want: dict, what: str) -> None:
+        assert sorted(got) == sorted(want), what
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=self.step_rtol, atol=self.step_atol,
+                                       err_msg=f"{what}: weight '{name}'")
+
+    # -- contract ------------------------------------------------------------------------------
+    def test_exclusions_name_real_features(self):
+        unknown = sorted(set(self.exclusions) - ALL_FEATURES)
+        assert not unknown, f"unknown feature ids in exclusions: {unknown}"
+        info = get_manager().framework(self.framework)
+        layers = {f.split(":", 1)[1] for f in self.exclusions if f.startswith("layer:")}
+        assert layers == set(info.unsupported) & set(sdk_core.LAYER_TYPES), \
+            "excluded layers must be exactly the layers FrameworkInfo.unsupported lists"
+
+    def test_framework_is_found_and_drives_the_device(self):
+        manager = get_manager()
+        info = manager.framework(self.framework)
+        assert info.installed and manager.device(self.device).kind in info.device_kinds
+
+    def test_discovery_imports_no_framework(self):
+        code = ("import json, sys, sdk_core; m = sdk_core.get_manager(); m.plugins(); m.frameworks(); "
+                "m.devices(); print(json.dumps(sorted(set(sys.modules) & set(%r))))" % (FRAMEWORK_MODULES,))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+    # -- numerics against the reference ------------------------------------------------------
+    @pytest.mark.parametrize("case", LAYER_CASES)
+    def test_forward_matches_reference(self, case):
+        spec = LAYER_CASES[case].spec
+        self._needs(LAYER_CASES[case].features)
+        weights = random_weights(spec)
+        x = inputs(spec)
+        got = self._stack(spec, weights).predict(x)
+        want = self._reference(spec, weights).predict(x)
+        assert got.shape == want.shape == (len(x),) + spec.output_shape
+        np.testing.assert_allclose(got, want, rtol=self.forward_rtol, atol=self.forward_atol)
+
+    @pytest.mark.parametrize("case", LAYER_CASES)
+    def test_training_step_matches_reference(self, case):
+        """One sgd step per layer: gradients of every layer, batchnorm running statistics."""
+        spec = LAYER_CASES[case].spec
+        self._needs(LAYER_CASES[case].features | {"optimizer:sgd", "loss:mse"})
+        weights = random_weights(spec)
+        x, y = inputs(spec), targets(spec, "mse")
+        optimizer = sdk_core.Optimizer("sgd", lr=0.1)
+        stack, ref = self._stack(spec, weights), self._reference(spec, weights)
+        loss = float(stack.train_step("mse", optimizer)(x, y))
+        ref_loss = float(ref.train_step("mse", optimizer)(x, y))
+        if any(isinstance(l, sdk_core.Dropout) for l in spec.layers):
+            # masks are random per framework: check the step ran and trained, not the values
+            assert np.isfinite(loss) and not np.allclose(stack.get_weights()["0.weight"], weights["0.weight"])
+            return
+        assert loss == pytest.approx(ref_loss, rel=self.step_rtol, abs=self.step_atol)
+        self._assert_weights_close(stack.get_weights(), ref.get_weights(), f"{case} after one step")
+
+    @pytest.mark.parametrize("case", STEP_CASES)
+    def test_optimizer_steps_match_reference(self, case):
+        step_case = STEP_CASES[case]
+        self._needs(step_case.features | {"layer:dense", "layer:tanh"})
+        weights = random_weights(STEP_SPEC)
+        stack, ref = self._stack(STEP_SPEC, weights), self._reference(STEP_SPEC, weights)
+        step = stack.train_step(step_case.loss, step_case.optimizer)
+        ref_step = ref.train_step(step_case.loss, step_case.optimizer)
+        for i in range(step_case.steps):
+            x, y = inputs(STEP_SPEC, seed=10 + i), targets(STEP_SPEC, step_case.loss, seed=20 + i)
+            assert float(step(x, y)) == pytest.approx(float(ref_step(x, y)), rel=self.step_rtol, abs=self.step_atol)
+            self._assert_weights_close(stack.get_weights(), ref.get_weights(), f"{case} after step {i + 1}")
+
+    def test_float64(self):
+        self._needs({"dtype:float64", "layer:dense", "layer:tanh"})
+        weights = random_weights(STEP_SPEC, dtype="float64")
+        x = inputs(STEP_SPEC).astype(np.float64)
+        got = self._stack(STEP_SPEC, weights, "float64").predict(x)
+        want = self._reference(STEP_SPEC, weights, "float64").predict(x)
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+    # -- files and portability ---------------------------------------------------------------
+    def test_weights_round_trip_through_safetensors(self, tmp_path):
+        spec = LAYER_CASES["lenet_like"].spec
+        self._needs(LAYER_CASES["lenet_like"].features)
+        stack = self._stack(spec, random_weights(spec, seed=3))
+        path = tmp_path / "weights.safetensors"
+        stack.save(str(path))
+        again = Stack(self.framework, self.device).load(str(path))
+        before, after = stack.get_weights(), again.get_weights()
+        for name in before:
+            np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+        x = inputs(spec)
+        np.testing.assert_array_equal(again.predict(x), stack.predict(x))
+
+    @pytest.mark.parametrize("case", PORTABLE_CASES)
+    def test_trained_weights_load_in_every_installed_framework(self, case, tmp_path):
+        spec = LAYER_CASES[case].spec
+        self._needs(LAYER_CASES[case].features | {"optimizer:adam", "loss:cross_entropy"})
+        stack = self._stack(spec, random_weights(spec, seed=4))
+        step = stack.train_step("cross_entropy", sdk_core.Optimizer("adam", lr=0.01))
+        for i in range(3):
+            step(inputs(spec, 8, seed=30 + i), targets(spec, "cross_entropy", 8, seed=40 + i))
+        path = tmp_path / "trained.safetensors"
+        stack.save(str(path))
+        x = inputs(spec, seed=50)
+        mine = stack.predict(x)
+        checked = []
+        for other in _installed_frameworks():
+            info = get_manager().framework(other)
+            if other == self.framework or {l.type for l in spec.layers} & set(info.unsupported):
+                continue
+            theirs = Stack(other, "cpu").load(str(path))
+            np.testing.assert_allclose(theirs.predict(x), mine, rtol=self.forward_rtol, atol=1e-4,
+                                       err_msg=f"{self.framework} -> {other}")
+            back = tmp_path / f"from_{other}.safetensors"
+            theirs.save(str(back))
+            np.testing.assert_allclose(Stack(self.framework, self.device).load(str(back)).predict(x), mine,
+                                       rtol=self.forward_rtol, atol=1e-4, err_msg=f"{other} -> {self.framework}")
+            checked.append(other)
+        assert REFERENCE in checked or self.framework == REFERENCE, "the reference must be installed alongside"
+
+    # -- errors --------------------------------------------------------------------------------
+    def test_bad_input_gives_clear_errors(self, tmp_path):
+        spec = STEP_SPEC
+        stack = self._stack(spec)
+        with pytest.raises(SpecError, match=r"input has shape \(2, 4\), the model needs \(batch, 5\)"):
+            stack.predict(np.zeros((2, 4), np.float32))
+        with pytest.raises(SpecError, match="targets have shape"):
+            stack.fit(np.zeros((2, 5), np.float32), np.zeros((3,), np.int64))
+        with pytest.raises(NotAvailableError, match="unknown device 'nowhere:3'"):
+            Stack(self.framework, "nowhere:3")
+        corrupt = tmp_path / "corrupt.safetensors"
+        corrupt.write_bytes(b"\x00" * 16)
+        with pytest.raises(WeightsError, match="not a valid safetensors file"):
+            stack.load(str(corrupt))
+        other = tmp_path / "other.safetensors"
+        Stack(REFERENCE).build(sdk_core.zoo.mlp()).save(str(other))
+        with pytest.raises(WeightsError):
+            stack.load(str(other))
+
+    def test_excluded_features_fail_clearly(self):
+        for feature, reason in self.exclusions.items():
+            kind, _, name = feature.partition(":")
+            with pytest.raises(SdkError):
+                if kind == "layer":
+                    case = next(c for c in LAYER_CASES.values() if feature in c.features)
+                    self._stack(case.spec)
+                elif kind == "optimizer":
+                    float(self._stack(STEP_SPEC).train_step("cross_entropy", sdk_core.Optimizer(name))(
+                        inputs(STEP_SPEC), targets(STEP_SPEC, "cross_entropy")))
+                elif kind == "dtype":
+                    self._stack(STEP_SPEC, dtype=name)
+                else:
+                    raise SdkError(f"{feature} is checked by the tests that skip it")
