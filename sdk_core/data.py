@@ -28,7 +28,7 @@ def digits(image_size: int | None = 32, test_fraction: float = 0.2, seed: int = 
         if image_size % 8:
             raise SdkError(f"'image_size' must be a multiple of 8 (got {image_size})")
         r = image_size // 8
-        x = x.repeat(r, axis=1).repeat(r, axis=2)[:, None]
+        x = x.repeat(r, axis=1).repeat(r, axis=2).reshape(len(x), 1, image_size, image_size)
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = int(round(len(x) * test_fraction))
     test, train = order[:n_test], order[n_test:]

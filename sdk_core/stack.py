@@ -149,6 +149,9 @@ class Stack:
         step = self.train_step(loss, optimizer)
         rng = np.random.default_rng(seed)
         starts = range(0, n, batch)
+        # shuffled samples are gathered a chunk of batches at a time (one copy, then views),
+        # which is cheaper than a gather per batch and bounds the extra memory to ~64 MiB
+        chunk = max(1, (64 * 2**20) // max(x[:1].nbytes * batch, 1)) * batch
         history = History()
         for epoch in range(epochs):
             t0 = time.perf_counter()
@@ -156,11 +159,11 @@ class Stack:
             bar = Progress(len(starts), f"epoch {epoch + 1}/{epochs}") if progress else None
             losses = []
             for s in starts:
-                if order is None:
-                    xb, yb = x[s:s + batch], y[s:s + batch]
-                else:
-                    idx = order[s:s + batch]
-                    xb, yb = x[idx], y[idx]
+                if order is not None and s % chunk == 0:
+                    idx = order[s:s + chunk]
+                    xc, yc = x[idx], y[idx]
+                xs, ys, at = (x, y, s) if order is None else (xc, yc, s % chunk)
+                xb, yb = xs[at:at + batch], ys[at:at + batch]
                 losses.append((step(xb, yb), len(xb)))
                 if bar:
                     bar.update()

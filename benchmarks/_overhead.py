@@ -1,0 +1,81 @@
+"""Shared driver for the overhead benchmarks: ``Stack.fit`` against a hand-written native
+training loop of the same model, initial weights, data, batch order and optimizer, in one
+process. Each round runs both, alternating which goes first, so machine noise hits both alike; the first round
+(compilation, warm-up) is not counted.
+
+A native loop is a callable ``make_native(spec, weights, lr) -> epoch`` where
+``epoch(x, y, order, batch) -> list of per-batch losses`` trains one epoch over the batches
+``order[s:s + batch]`` and returns the losses as floats.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+
+from sdk_core import Optimizer, Stack, digits, zoo
+
+Epoch = Callable[[np.ndarray, np.ndarray, np.ndarray, int], list]
+
+
+def _data(spec):
+    if len(spec.input_shape) == 3:
+        return digits(image_size=spec.input_shape[1])[:2]
+    return digits(image_size=None)[:2]
+
+
+def compare(framework: str, make_native: Callable[..., Epoch], model: str, rounds: int,
+            batch: int, lr: float = 1e-3) -> dict:
+    spec = zoo.get(model)
+    x, y = _data(spec)
+    n = len(x)
+    stack = Stack(framework).build(spec, seed=0)
+    native_epoch = make_native(spec, stack.get_weights(), lr)
+    optimizer = Optimizer("adam", lr=lr)
+    t_stack, t_native, diffs = [], [], []
+    for r in range(rounds):
+        order = np.random.default_rng(r).permutation(n)
+
+        def run_stack():
+            t = time.perf_counter()
+            history = stack.fit(x, y, epochs=1, batch_size=batch, optimizer=optimizer, seed=r)
+            return time.perf_counter() - t, history.loss[0]
+
+        def run_native():
+            t = time.perf_counter()
+            losses = native_epoch(x, y, order, batch)
+            return time.perf_counter() - t, losses
+
+        if r % 2:  # alternate who goes first
+            (dn, losses), (ds, stack_loss) = run_native(), run_stack()
+        else:
+            (ds, stack_loss), (dn, losses) = run_stack(), run_native()
+        sizes = [len(order[s:s + batch]) for s in range(0, n, batch)]
+        native_loss = sum(l * k for l, k in zip(losses, sizes)) / n
+        diffs.append(abs(stack_loss - native_loss))
+        if r:
+            t_stack.append(ds)
+            t_native.append(dn)
+    steps = len(range(0, n, batch))
+    return {"model": model, "steps": steps, "stack_ms": 1e3 * statistics.median(t_stack) / steps,
+            "native_ms": 1e3 * statistics.median(t_native) / steps,
+            "ratio": statistics.median(t_stack) / statistics.median(t_native),
+            "max_loss_diff": max(diffs)}
+
+
+def main(framework: str, make_native: Callable[..., Epoch]) -> None:
+    parser = argparse.ArgumentParser(description=f"Stack.fit vs a native {framework} loop")
+    parser.add_argument("--models", default="mlp,lenet5")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+    print(f"{framework}: Stack.fit vs hand-written loop, digits, batch {args.batch}, adam, "
+          f"{args.rounds - 1} timed epochs each (goal: ratio <= 1.02, loss equal to 5 decimals)")
+    print(f"{'model':8} {'steps':>5} {'stack ms/step':>14} {'native ms/step':>15} {'ratio':>6} {'max loss diff':>14}")
+    for model in args.models.split(","):
+        r = compare(framework, make_native, model, args.rounds, args.batch)
+        print(f"{r['model']:8} {r['steps']:5d} {r['stack_ms']:14.3f} {r['native_ms']:15.3f} "
+              f"{r['ratio']:6.3f} {r['max_loss_diff']:14.2e}")

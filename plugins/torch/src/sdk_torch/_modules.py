@@ -1,0 +1,88 @@
+"""torch.nn modules built from a ModelSpec. ``nn.Sequential`` numbers its children like the
+spec numbers its layers, so state-dict keys are the canonical names; only ``nn.Linear``
+weights differ (stored ``(out, in)``, canonical ``(in, out)``)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sdk_core import ModelSpec
+from sdk_core import spec as S
+
+
+class TokenEmbedding(nn.Embedding):
+    """Token embedding plus learned positions (``position``) when ``max_len`` > 0."""
+
+    def __init__(self, layer: S.Embedding) -> None:
+        super().__init__(layer.vocab_size, layer.dim)
+        self.position = nn.Parameter(torch.zeros(layer.max_len, layer.dim)) if layer.max_len else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        return y + self.position[: x.shape[1]] if self.position is not None else y
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention; head h uses columns ``h*dh:(h+1)*dh`` of each projection."""
+
+    def __init__(self, dim: int, heads: int, causal: bool) -> None:
+        super().__init__()
+        self.heads, self.causal = heads, causal
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        split = lambda p: p(x).view(b, t, self.heads, d // self.heads).transpose(1, 2)
+        out = F.scaled_dot_product_attention(split(self.q), split(self.k), split(self.v), is_causal=self.causal)
+        return self.o(out.transpose(1, 2).reshape(b, t, d))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, dim: int, layer: S.TransformerBlock) -> None:
+        super().__init__()
+        hidden = dim * layer.mlp_ratio
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, layer.num_heads, layer.causal)
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(layer.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x)))
+        return x + self.drop(self.fc2(F.gelu(self.fc1(self.ln2(x)), approximate="tanh")))
+
+
+def _layer(layer: S.Layer, shape: tuple[int, ...]) -> nn.Module:
+    if isinstance(layer, S.Dense):
+        return nn.Linear(shape[-1], layer.units, bias=layer.bias)
+    if isinstance(layer, S.Conv2D):
+        return nn.Conv2d(shape[0], layer.filters, layer.kernel_size, layer.stride, layer.padding, bias=layer.bias)
+    if isinstance(layer, S.MaxPool2D):
+        return nn.MaxPool2d(layer.pool_size, layer.step)
+    if isinstance(layer, S.AvgPool2D):
+        return nn.AvgPool2d(layer.pool_size, layer.step)
+    if isinstance(layer, S.BatchNorm):
+        norm = nn.BatchNorm1d if len(shape) == 1 else nn.BatchNorm2d
+        return norm(shape[0], eps=layer.eps, momentum=layer.momentum)
+    if isinstance(layer, S.LayerNorm):
+        return nn.LayerNorm(shape[-1], eps=layer.eps)
+    if isinstance(layer, S.Dropout):
+        return nn.Dropout(layer.rate)
+    if isinstance(layer, S.Embedding):
+        return TokenEmbedding(layer)
+    if isinstance(layer, S.Attention):
+        return SelfAttention(shape[-1], layer.num_heads, layer.causal)
+    if isinstance(layer, S.TransformerBlock):
+        return TransformerBlock(shape[-1], layer)
+    simple = {"flatten": nn.Flatten, "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+              "gelu": lambda: nn.GELU(approximate="tanh"), "softmax": lambda: nn.Softmax(dim=-1)}
+    return simple[layer.type]()
+
+
+def build(spec: ModelSpec) -> nn.Sequential:
+    return nn.Sequential(*(_layer(l, spec.shapes[i]) for i, l in enumerate(spec.layers)))
+
+
+def linear_weights(model: nn.Module) -> set[str]:
+    """State-dict keys of ``nn.Linear`` weights: the ones stored transposed."""
+    return {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.Linear)}

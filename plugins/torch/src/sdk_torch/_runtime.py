@@ -1,0 +1,118 @@
+"""Devices, weights conversion, the training step and the predict function."""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sdk_core import BuildRequest, DeviceInfo, Optimizer, StepRequest
+
+from . import _modules
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def torch_device(device: DeviceInfo) -> torch.device:
+    """``cpu``, ``cuda:N`` and any other kind torch exposes (``npu:N`` with torch_npu)."""
+    if device.kind == "cpu":
+        return torch.device("cpu")
+    if device.kind == "npu":
+        import torch_npu  # noqa: F401  (registers the npu device with torch)
+    return torch.device(device.kind, device.index)
+
+
+class TorchModel:
+    """The native module with what the hooks need beside it."""
+
+    def __init__(self, request: BuildRequest) -> None:
+        torch.manual_seed(request.seed)
+        self.device, self.dtype = torch_device(request.device), DTYPES[request.dtype]
+        self.module = _modules.build(request.spec).to(self.device, self.dtype)
+        self.transposed = _modules.linear_weights(self.module)
+        self.tokens = request.spec.input_dtype == "int64"
+
+    def tensor(self, x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        # numpy may give a size-1 axis any stride; torch then reads (B, 1, H, W) as channels-last
+        # and picks slower kernels. Flattening and viewing back restores plain strides, no copy.
+        t = t.reshape(-1).view(t.shape)
+        return t.to(self.device, torch.long if self.tokens else self.dtype, non_blocking=True)
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        out = {}
+        for name, t in self.module.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            value = t.detach().cpu().numpy()
+            out[name] = (value.T if name in self.transposed else value).copy()
+        return out
+
+    @torch.no_grad()
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        state = self.module.state_dict()
+        for name, value in weights.items():
+            value = value.T if name in self.transposed else value
+            state[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+
+def make_optimizer(opt: Optimizer, params) -> tuple[torch.optim.Optimizer, Any]:
+    """torch.optim's optimizers follow the core's rules as they are; the schedule is a LambdaLR."""
+    if opt.name == "sgd":
+        native = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
+                                 weight_decay=opt.weight_decay)
+    elif opt.name == "adagrad":
+        native = torch.optim.Adagrad(params, lr=opt.lr, eps=opt.eps, weight_decay=opt.weight_decay)
+    elif opt.name == "rmsprop":
+        native = torch.optim.RMSprop(params, lr=opt.lr, alpha=opt.rho, eps=opt.eps, weight_decay=opt.weight_decay)
+    else:
+        cls = torch.optim.AdamW if opt.name == "adamw" else torch.optim.Adam
+        native = cls(params, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, weight_decay=opt.weight_decay)
+    schedule = None
+    if not opt.schedule.is_constant:
+        schedule = torch.optim.lr_scheduler.LambdaLR(native, lambda t: opt.lr_at(t) / opt.lr)
+    return native, schedule
+
+
+def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if name == "cross_entropy":
+        return lambda out, y: F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+    return F.mse_loss
+
+
+def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], torch.Tensor]:
+    model: TorchModel = request.model
+    module = model.module
+    params = list(module.parameters())
+    # a spec without weights (pooling only) still trains: forward and loss, nothing to update
+    native, schedule = make_optimizer(request.optimizer, params) if params else (None, None)
+    loss_of = loss_fn(request.loss)
+    targets_dtype = torch.long if request.loss == "cross_entropy" else model.dtype
+
+    def step(x: np.ndarray, y: np.ndarray) -> torch.Tensor:
+        if not module.training:
+            module.train()
+        target = torch.from_numpy(np.ascontiguousarray(y)).to(model.device, targets_dtype, non_blocking=True)
+        loss = loss_of(module(model.tensor(x)), target)
+        if native is not None:
+            native.zero_grad(set_to_none=True)
+            loss.backward()
+            native.step()
+            if schedule is not None:
+                schedule.step()
+        return loss.detach()
+
+    return step
+
+
+def predict(model: TorchModel) -> Callable[[np.ndarray], np.ndarray]:
+    module = model.module
+
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        if module.training:
+            module.eval()
+        return module(model.tensor(x)).cpu().numpy()
+
+    return run

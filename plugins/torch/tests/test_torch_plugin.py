@@ -1,0 +1,48 @@
+"""PyTorch plugin specifics: lazy import, device mapping, native modules, the digits job."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+from sdk_core import DeviceInfo, Stack, zoo
+
+
+def test_entry_point_does_not_import_torch():
+    code = "import sys, sdk_torch, sdk_core; sdk_core.get_manager().frameworks(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_device_mapping():
+    from sdk_torch._runtime import torch_device
+
+    assert torch_device(DeviceInfo(kind="cpu")) == torch.device("cpu")
+    assert torch_device(DeviceInfo(kind="cuda", index=1)) == torch.device("cuda", 1)
+
+
+def test_native_modules_and_linear_layout():
+    stack = Stack("torch").build(zoo.lenet5())
+    module = stack.model.module
+    assert isinstance(module, nn.Sequential) and isinstance(module[0], nn.Conv2d) and isinstance(module[11], nn.Linear)
+    weights = stack.get_weights()
+    assert weights["7.weight"].shape == (400, 120)  # canonical (in, out); torch holds (120, 400)
+    np.testing.assert_array_equal(weights["7.weight"], module[7].weight.detach().numpy().T)
+
+
+def test_odd_input_strides_give_plain_tensors():
+    stack = Stack("torch").build(zoo.lenet5())
+    x = np.random.default_rng(0).normal(size=(4, 32, 32)).astype(np.float32)[:, None]  # stride-0 axis
+    t = stack.model.tensor(x)
+    assert t.stride() == (1024, 1024, 32, 1)
+    np.testing.assert_allclose(stack.predict(x), stack.predict(np.ascontiguousarray(x.copy())), rtol=1e-6)
+
+
+def test_lenet5_on_digits_through_the_cli(tmp_path):
+    out = tmp_path / "lenet.safetensors"
+    run = subprocess.run([sys.executable, "-m", "sdk_core", "train", "--framework", "torch", "--epochs", "8",
+                          "--out", str(out), "--json"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["test"]["accuracy"] >= 0.95
