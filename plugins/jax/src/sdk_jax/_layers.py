@@ -1,0 +1,134 @@
+"""A pure function per layer: ``apply(params, state, x, training, key) -> (y, state)``.
+
+``params`` and ``state`` (batchnorm running statistics) are dicts keyed by canonical names,
+so the canonical layout is the native one.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from sdk_core import ModelSpec
+from sdk_core import spec as S
+
+Apply = Callable[..., tuple[jax.Array, dict]]
+
+
+def _linear(params, prefix, x, bias=True):
+    y = x @ params[prefix + "weight"]
+    return y + params[prefix + "bias"] if bias else y
+
+
+def _dropout(x, rate, training, key):
+    if not training or rate == 0:
+        return x
+    keep = 1.0 - rate
+    return jnp.where(jax.random.bernoulli(key, keep, x.shape), x / keep, 0).astype(x.dtype)
+
+
+def _layernorm(params, prefix, x, eps):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) * lax.rsqrt(var + eps) * params[prefix + "weight"] + params[prefix + "bias"]
+
+
+def _attention(params, prefix, x, heads, causal):
+    b, t, d = x.shape
+    split = lambda n: _linear(params, f"{prefix}{n}.", x).reshape(b, t, heads, d // heads).transpose(0, 2, 1, 3)
+    q, k, v = split("q"), split("k"), split("v")
+    scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(d // heads)
+    if causal:
+        scores = jnp.where(jnp.tril(jnp.ones((t, t), bool)), scores, -jnp.inf)
+    ctx = jax.nn.softmax(scores, axis=-1) @ v
+    return _linear(params, f"{prefix}o.", ctx.transpose(0, 2, 1, 3).reshape(b, t, d))
+
+
+def _pool(x, k, s, op):
+    init, fn = (-jnp.inf, lax.max) if op == "max" else (0.0, lax.add)
+    y = lax.reduce_window(x, np.asarray(init, x.dtype), fn, (1, 1, k, k), (1, 1, s, s), "VALID")
+    return y if op == "max" else y / (k * k)
+
+
+def _batchnorm(layer: S.BatchNorm, p: str):
+    def apply(params, state, x, training, key):
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        if training:
+            mean, var = x.mean(axes), x.var(axes)
+            n = x.size // x.shape[1]
+            m = layer.momentum
+            state = {**state, p + "running_mean": (1 - m) * state[p + "running_mean"] + m * mean,
+                     p + "running_var": (1 - m) * state[p + "running_var"] + m * var * n / max(n - 1, 1)}
+        else:
+            mean, var = state[p + "running_mean"], state[p + "running_var"]
+        y = (x - mean.reshape(shape)) * lax.rsqrt(var.reshape(shape) + layer.eps)
+        return y * params[p + "weight"].reshape(shape) + params[p + "bias"].reshape(shape), state
+    return apply
+
+
+def _block(layer: S.TransformerBlock, p: str):
+    def apply(params, state, x, training, key):
+        k1, k2 = jax.random.split(key)
+        h = _attention(params, p + "attn.", _layernorm(params, p + "ln1.", x, 1e-5), layer.num_heads, layer.causal)
+        x = x + _dropout(h, layer.dropout, training, k1)
+        h = _linear(params, p + "fc1.", _layernorm(params, p + "ln2.", x, 1e-5))
+        h = _linear(params, p + "fc2.", jax.nn.gelu(h, approximate=True))
+        return x + _dropout(h, layer.dropout, training, k2), state
+    return apply
+
+
+def _stateless(fn):
+    return lambda params, state, x, training, key: (fn(params, x, training, key), state)
+
+
+def layer_fn(index: int, layer: S.Layer) -> Apply:
+    p = f"{index}."
+    if isinstance(layer, S.Dense):
+        return _stateless(lambda params, x, tr, k: _linear(params, p, x, layer.bias))
+    if isinstance(layer, S.Conv2D):
+        def conv(params, x, tr, k):
+            pad = layer.padding
+            y = lax.conv_general_dilated(x, params[p + "weight"], (layer.stride,) * 2, [(pad, pad)] * 2,
+                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            return y + params[p + "bias"][None, :, None, None] if layer.bias else y
+        return _stateless(conv)
+    if isinstance(layer, (S.MaxPool2D, S.AvgPool2D)):
+        op = "max" if isinstance(layer, S.MaxPool2D) else "avg"
+        return _stateless(lambda params, x, tr, k: _pool(x, layer.pool_size, layer.step, op))
+    if isinstance(layer, S.BatchNorm):
+        return _batchnorm(layer, p)
+    if isinstance(layer, S.LayerNorm):
+        return _stateless(lambda params, x, tr, k: _layernorm(params, p, x, layer.eps))
+    if isinstance(layer, S.Dropout):
+        return _stateless(lambda params, x, tr, k: _dropout(x, layer.rate, tr, k))
+    if isinstance(layer, S.Embedding):
+        def embed(params, x, tr, k):
+            y = params[p + "weight"][x]
+            return y + params[p + "position"][: x.shape[1]] if layer.max_len else y
+        return _stateless(embed)
+    if isinstance(layer, S.Attention):
+        return _stateless(lambda params, x, tr, k: _attention(params, p, x, layer.num_heads, layer.causal))
+    if isinstance(layer, S.TransformerBlock):
+        return _block(layer, p)
+    simple = {"flatten": lambda x: x.reshape(x.shape[0], -1), "relu": jax.nn.relu, "tanh": jnp.tanh,
+              "sigmoid": jax.nn.sigmoid, "gelu": lambda x: jax.nn.gelu(x, approximate=True),
+              "softmax": lambda x: jax.nn.softmax(x, axis=-1)}
+    fn = simple[layer.type]
+    return _stateless(lambda params, x, tr, k: fn(x))
+
+
+def model_fn(spec: ModelSpec) -> Apply:
+    """The whole network as one pure function."""
+    fns = [layer_fn(i, l) for i, l in enumerate(spec.layers)]
+
+    def apply(params, state, x, training, key):
+        for i, fn in enumerate(fns):
+            x, state = fn(params, state, x, training, jax.random.fold_in(key, i))
+        return x, state
+
+    return apply

@@ -1,0 +1,59 @@
+"""JAX plugin specifics: lazy import, device mapping, optax schedule, the digits job."""
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from sdk_core import DeviceInfo, Optimizer, Schedule, Stack, zoo
+
+
+def test_entry_point_does_not_import_jax():
+    code = "import sys, sdk_jax, sdk_core; sdk_core.get_manager().frameworks(); print('jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_device_mapping():
+    from sdk_jax._runtime import jax_device
+
+    assert jax_device(DeviceInfo(kind="cpu")) == jax.devices("cpu")[0]
+
+
+@pytest.mark.parametrize("schedule", [Schedule("step", warmup_steps=2, step_size=3, gamma=0.5),
+                                      Schedule("cosine", warmup_steps=3, total_steps=10, min_lr=0.01)])
+def test_optax_schedule_equals_the_core_schedule(schedule):
+    from sdk_jax._runtime import schedule_fn
+
+    fn = schedule_fn(0.1, schedule)
+    got = [float(fn(jax.numpy.asarray(t))) for t in range(14)]
+    assert got == pytest.approx([schedule.lr_at(0.1, t) for t in range(14)], rel=1e-6)
+
+
+def test_float64_is_refused_clearly():
+    from sdk_core import PluginError
+
+    with pytest.raises(PluginError, match="jax_enable_x64"):
+        Stack("jax").build(zoo.mlp(), dtype="float64")
+
+
+def test_dropout_training_is_seeded():
+    x = np.random.default_rng(0).normal(size=(16, 64)).astype(np.float32)
+    y = np.arange(16) % 10
+
+    def run(seed):
+        stack = Stack("jax").build(zoo.mlp(dropout=0.5), seed=seed)
+        stack.fit(x, y, epochs=2, batch_size=8, optimizer=Optimizer("sgd", lr=0.1))
+        return stack.get_weights()["0.weight"]
+
+    assert np.array_equal(run(1), run(1)) and not np.array_equal(run(1), run(2))
+
+
+def test_lenet5_on_digits_through_the_cli(tmp_path):
+    out = tmp_path / "lenet.safetensors"
+    run = subprocess.run([sys.executable, "-m", "sdk_core", "train", "--framework", "jax", "--epochs", "8",
+                          "--out", str(out), "--json"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["test"]["accuracy"] >= 0.95
