@@ -3,7 +3,8 @@ training loop of the same model, initial weights, data, batch order and optimize
 process. Each round runs both, alternating which goes first, so machine noise hits both alike; the first round
 (compilation, warm-up) is not counted.
 
-A native loop is a callable ``make_native(spec, weights, lr) -> epoch`` where
+A native loop is a callable ``make_native(spec, weights, optimizer) -> epoch`` (``optimizer`` is
+the core ``Optimizer`` the native loop mirrors with its framework's own optimizer) where
 ``epoch(x, y, order, batch) -> list of per-batch losses`` trains one epoch over the batches
 ``order[s:s + batch]`` and returns the losses as floats.
 """
@@ -28,13 +29,12 @@ def _data(spec):
 
 
 def compare(framework: str, make_native: Callable[..., Epoch], model: str, rounds: int,
-            batch: int, lr: float = 1e-3) -> dict:
+            batch: int, optimizer: Optimizer) -> dict:
     spec = zoo.get(model)
     x, y = _data(spec)
     n = len(x)
     stack = Stack(framework).build(spec, seed=0)
-    native_epoch = make_native(spec, stack.get_weights(), lr)
-    optimizer = Optimizer("adam", lr=lr)
+    native_epoch = make_native(spec, stack.get_weights(), optimizer)
     t_stack, t_native, diffs = [], [], []
     for r in range(rounds):
         order = np.random.default_rng(r).permutation(n)
@@ -66,16 +66,17 @@ def compare(framework: str, make_native: Callable[..., Epoch], model: str, round
             "max_loss_diff": max(diffs)}
 
 
-def main(framework: str, make_native: Callable[..., Epoch]) -> None:
+def main(framework: str, make_native: Callable[..., Epoch], optimizer: Optimizer = Optimizer("adam")) -> None:
     parser = argparse.ArgumentParser(description=f"Stack.fit vs a native {framework} loop")
     parser.add_argument("--models", default="mlp,lenet5")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
-    print(f"{framework}: Stack.fit vs hand-written loop, digits, batch {args.batch}, adam, "
+    print(f"{framework}: Stack.fit vs hand-written loop, digits, batch {args.batch}, {optimizer.name} "
+          f"lr {optimizer.lr} momentum {optimizer.momentum}, "
           f"{args.rounds - 1} timed epochs each (goal: ratio <= 1.02, loss equal to 5 decimals)")
     print(f"{'model':8} {'steps':>5} {'stack ms/step':>14} {'native ms/step':>15} {'ratio':>6} {'max loss diff':>14}")
     for model in args.models.split(","):
-        r = compare(framework, make_native, model, args.rounds, args.batch)
+        r = compare(framework, make_native, model, args.rounds, args.batch, optimizer)
         print(f"{r['model']:8} {r['steps']:5d} {r['stack_ms']:14.3f} {r['native_ms']:15.3f} "
               f"{r['ratio']:6.3f} {r['max_loss_diff']:14.2e}")

@@ -36,9 +36,9 @@ def forward(params, x, model):
     return dense(11, jax.nn.relu(dense(9, jax.nn.relu(dense(7, h)))))
 
 
-def make_native(spec, weights, lr):
+def make_native(spec, weights, optimizer):
     params = {k: jnp.asarray(v) for k, v in weights.items()}
-    tx = optax.adam(lr)
+    tx = optax.adam(optimizer.lr)
     state = [params, tx.init(params)]
 
     @jax.jit

@@ -23,13 +23,13 @@ def native_model(spec) -> nn.Module:
                          nn.ReLU(), nn.Linear(84, 10))
 
 
-def make_native(spec, weights, lr):
+def make_native(spec, weights, optimizer):
     model = native_model(spec)
     with torch.no_grad():
         for name, value in model.state_dict().items():
             w = weights[name]
             value.copy_(torch.from_numpy(np.ascontiguousarray(w.T if w.ndim == 2 else w)))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=optimizer.lr)
 
     def epoch(x, y, order, batch):
         model.train()

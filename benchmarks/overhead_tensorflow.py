@@ -1,0 +1,61 @@
+"""Stack.fit on the TensorFlow plugin vs a hand-written TensorFlow loop (see _overhead.py).
+
+    python benchmarks/overhead_tensorflow.py [--models mlp,lenet5] [--rounds 6] [--batch 32]
+"""
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _overhead import main  # noqa: E402
+from sdk_core import Optimizer  # noqa: E402
+
+L = keras.layers
+
+
+def native_model(name: str) -> keras.Model:
+    """The network written by hand in Keras, as a TensorFlow user would (NHWC inside)."""
+    if name == "mlp":
+        layers = [L.Dense(128, activation="relu"), L.Dense(64, activation="relu"), L.Dense(10)]
+        shape = (64,)
+    else:
+        layers = [L.Permute((2, 3, 1)), L.Conv2D(6, 5, activation="relu"), L.MaxPooling2D(2),
+                  L.Conv2D(16, 5, activation="relu"), L.MaxPooling2D(2), L.Permute((3, 1, 2)),
+                  L.Flatten(), L.Dense(120, activation="relu"), L.Dense(84, activation="relu"), L.Dense(10)]
+        shape = (1, 32, 32)
+    model = keras.Sequential([keras.Input(shape)] + layers)
+    return model
+
+
+def make_native(spec, weights, optimizer):
+    model = native_model(spec.name)
+    for i, layer in enumerate(l for l in model.layers if l.weights):
+        index = [k for k in weights if k.endswith(".weight")][i].split(".")[0]
+        w = weights[f"{index}.weight"]
+        layer.set_weights([w.transpose(2, 3, 1, 0) if w.ndim == 4 else w, weights[f"{index}.bias"]])
+    opt = keras.optimizers.SGD(optimizer.lr, momentum=optimizer.momentum)
+
+    @tf.function(reduce_retracing=True)
+    def update(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    def epoch(x, y, order, batch):
+        losses = [update(x[order[s:s + batch]], y[order[s:s + batch]]) for s in range(0, len(order), batch)]
+        return [float(l) for l in losses]
+
+    return epoch
+
+
+if __name__ == "__main__":
+    # Keras SGD with momentum follows the core rule exactly at a constant learning rate; Keras
+    # Adam does not (it adds epsilon to the bias-corrected root), so its losses drift apart.
+    main("tensorflow", make_native, Optimizer("sgd", lr=0.02, momentum=0.5))

@@ -1,0 +1,205 @@
+"""Keras layers built from a ModelSpec, and where each canonical weight lives in them.
+
+Canonical images are channels-first; TensorFlow's CPU convolutions want channels-last. The
+model transposes to NHWC before spatial layers (conv, pool, batchnorm on images) and back to
+NCHW before any layer that reads the last axis (flatten, dense, norms), so the canonical
+layout holds everywhere outside the spatial run.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from sdk_core import ModelSpec
+from sdk_core import spec as S
+
+
+class BatchNorm(keras.layers.Layer):
+    """Batch normalization with the core's rule: running variance from the unbiased batch
+    variance (Keras' own layer uses the biased one). Channels on the last axis."""
+
+    def __init__(self, layer: S.BatchNorm, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.eps, self.momentum = layer.eps, layer.momentum
+
+    def build(self, shape):
+        c = shape[-1]
+        self.gamma = self.add_weight(shape=(c,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(c,), initializer="zeros", name="beta")
+        self.moving_mean = self.add_weight(shape=(c,), initializer="zeros", trainable=False, name="moving_mean")
+        self.moving_var = self.add_weight(shape=(c,), initializer="ones", trainable=False, name="moving_var")
+
+    def call(self, x, training=False):
+        axes = list(range(len(x.shape) - 1))
+        if training:
+            mean, var = tf.nn.moments(x, axes)
+            n = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
+            m = tf.cast(self.momentum, x.dtype)
+            self.moving_mean.assign((1 - m) * self.moving_mean + m * mean)
+            self.moving_var.assign((1 - m) * self.moving_var + m * var * n / tf.maximum(n - 1, 1))
+        else:
+            mean, var = self.moving_mean, self.moving_var
+        return tf.nn.batch_normalization(x, mean, var, self.beta, self.gamma, self.eps)
+
+
+class Embedding(keras.layers.Layer):
+    def __init__(self, layer: S.Embedding, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.spec = layer
+
+    def build(self, shape):
+        self.table = self.add_weight(shape=(self.spec.vocab_size, self.spec.dim), name="table")
+        self.position = (self.add_weight(shape=(self.spec.max_len, self.spec.dim), name="position")
+                         if self.spec.max_len else None)
+
+    def call(self, x, training=False):
+        y = tf.gather(self.table, x)
+        return y + self.position[: tf.shape(x)[1]] if self.position is not None else y
+
+
+class Attention(keras.layers.Layer):
+    """Multi-head self-attention; head h uses columns ``h*dh:(h+1)*dh`` of each projection."""
+
+    def __init__(self, dim: int, heads: int, causal: bool, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.heads, self.causal = heads, causal
+        self.proj = {n: keras.layers.Dense(dim, dtype=self.dtype_policy) for n in "qkvo"}
+
+    def call(self, x, training=False):
+        b, t, d = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
+        split = lambda n: tf.transpose(tf.reshape(self.proj[n](x), (b, t, self.heads, d // self.heads)), (0, 2, 1, 3))
+        q, k, v = split("q"), split("k"), split("v")
+        scores = tf.matmul(q, k, transpose_b=True) / tf.cast(math.sqrt(d // self.heads), x.dtype)
+        if self.causal:
+            mask = tf.linalg.band_part(tf.ones((t, t), tf.bool), -1, 0)
+            scores = tf.where(mask, scores, tf.cast(-math.inf, x.dtype))
+        ctx = tf.transpose(tf.matmul(tf.nn.softmax(scores, -1), v), (0, 2, 1, 3))
+        return self.proj["o"](tf.reshape(ctx, (b, t, d)))
+
+
+def gelu(x):
+    return keras.activations.gelu(x, approximate=True)
+
+
+class TransformerBlock(keras.layers.Layer):
+    def __init__(self, dim: int, layer: S.TransformerBlock, **kwargs) -> None:
+        super().__init__(**kwargs)
+        dt = self.dtype_policy
+        self.ln1 = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dt)
+        self.ln2 = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dt)
+        self.attn = Attention(dim, layer.num_heads, layer.causal, dtype=dt)
+        self.fc1 = keras.layers.Dense(dim * layer.mlp_ratio, dtype=dt)
+        self.fc2 = keras.layers.Dense(dim, dtype=dt)
+        self.drop = keras.layers.Dropout(layer.dropout, dtype=dt)
+
+    def call(self, x, training=False):
+        x = x + self.drop(self.attn(self.ln1(x)), training=training)
+        return x + self.drop(self.fc2(gelu(self.fc1(self.ln2(x)))), training=training)
+
+
+SPATIAL = (S.Conv2D, S.MaxPool2D, S.AvgPool2D)
+ELEMENTWISE = (S.ReLU, S.GELU, S.Tanh, S.Sigmoid, S.Dropout)
+
+
+def _layer(layer: S.Layer, shape: tuple[int, ...], dtype: str, seed: int) -> Callable:
+    kw = {"dtype": dtype}
+    if isinstance(layer, S.Dense):
+        return keras.layers.Dense(layer.units, use_bias=layer.bias, **kw)
+    if isinstance(layer, S.Conv2D):
+        conv = keras.layers.Conv2D(layer.filters, layer.kernel_size, layer.stride, use_bias=layer.bias, **kw)
+        if not layer.padding:
+            return conv
+        return keras.Sequential([keras.layers.ZeroPadding2D(layer.padding, **kw), conv])
+    if isinstance(layer, S.MaxPool2D):
+        return keras.layers.MaxPooling2D(layer.pool_size, layer.step, **kw)
+    if isinstance(layer, S.AvgPool2D):
+        return keras.layers.AveragePooling2D(layer.pool_size, layer.step, **kw)
+    if isinstance(layer, S.BatchNorm):
+        return BatchNorm(layer, **kw)
+    if isinstance(layer, S.LayerNorm):
+        return keras.layers.LayerNormalization(epsilon=layer.eps, **kw)
+    if isinstance(layer, S.Dropout):
+        return keras.layers.Dropout(layer.rate, seed=seed, **kw)
+    if isinstance(layer, S.Embedding):
+        return Embedding(layer, **kw)
+    if isinstance(layer, S.Attention):
+        return Attention(shape[-1], layer.num_heads, layer.causal, **kw)
+    if isinstance(layer, S.TransformerBlock):
+        return TransformerBlock(shape[-1], layer, **kw)
+    simple = {"flatten": keras.layers.Flatten, "relu": keras.layers.ReLU,
+              "softmax": lambda **k: keras.layers.Softmax(axis=-1, **k),
+              "tanh": lambda **k: keras.layers.Activation("tanh", **k),
+              "sigmoid": lambda **k: keras.layers.Activation("sigmoid", **k),
+              "gelu": lambda **k: keras.layers.Activation(gelu, **k)}
+    return simple[layer.type](**kw)
+
+
+class SpecModel(keras.Model):
+    """The spec's layers with the NCHW/NHWC transposes between them."""
+
+    def __init__(self, spec: ModelSpec, dtype: str, seed: int) -> None:
+        super().__init__(dtype=dtype)
+        self.blocks = [_layer(l, spec.shapes[i], dtype, seed + i) for i, l in enumerate(spec.layers)]
+        self.nhwc = [isinstance(l, SPATIAL) or (isinstance(l, S.BatchNorm) and len(spec.shapes[i]) == 3)
+                     for i, l in enumerate(spec.layers)]
+        self.keep = [isinstance(l, ELEMENTWISE) for l in spec.layers]
+
+    def call(self, x, training=False):
+        channels_last = False
+        for block, nhwc, keep in zip(self.blocks, self.nhwc, self.keep):
+            if not keep and nhwc != channels_last:
+                x = tf.transpose(x, (0, 2, 3, 1) if nhwc else (0, 3, 1, 2))
+                channels_last = nhwc
+            x = block(x, training=training)
+        return tf.transpose(x, (0, 3, 1, 2)) if channels_last else x
+
+
+def _dense(prefix: str, dense) -> dict:
+    out = {prefix + "weight": (dense.kernel, None)}
+    if dense.bias is not None:
+        out[prefix + "bias"] = (dense.bias, None)
+    return out
+
+
+def _norm(prefix: str, ln) -> dict:
+    return {prefix + "weight": (ln.gamma, None), prefix + "bias": (ln.beta, None)}
+
+
+HWIO = ((2, 3, 1, 0), (3, 2, 0, 1))  # canonical (O, I, H, W) -> Keras (H, W, I, O), and back
+
+
+def variables(spec: ModelSpec, model: SpecModel) -> dict[str, tuple]:
+    """Canonical name -> (variable, transposes or None)."""
+    out: dict[str, tuple] = {}
+    for i, (layer, block) in enumerate(zip(spec.layers, model.blocks)):
+        p = f"{i}."
+        if isinstance(layer, S.Dense):
+            out.update(_dense(p, block))
+        elif isinstance(layer, S.Conv2D):
+            conv = block.layers[-1] if isinstance(block, keras.Sequential) else block
+            out[p + "weight"] = (conv.kernel, HWIO)
+            if layer.bias:
+                out[p + "bias"] = (conv.bias, None)
+        elif isinstance(layer, S.BatchNorm):
+            out.update(_norm(p, block))
+            out[p + "running_mean"], out[p + "running_var"] = (block.moving_mean, None), (block.moving_var, None)
+        elif isinstance(layer, S.LayerNorm):
+            out.update(_norm(p, block))
+        elif isinstance(layer, S.Embedding):
+            out[p + "weight"] = (block.table, None)
+            if layer.max_len:
+                out[p + "position"] = (block.position, None)
+        elif isinstance(layer, (S.Attention, S.TransformerBlock)):
+            attn = block if isinstance(layer, S.Attention) else block.attn
+            a = p if isinstance(layer, S.Attention) else p + "attn."
+            for n in "qkvo":
+                out.update(_dense(f"{a}{n}.", attn.proj[n]))
+            if isinstance(layer, S.TransformerBlock):
+                out.update(_norm(p + "ln1.", block.ln1))
+                out.update(_norm(p + "ln2.", block.ln2))
+                out.update(_dense(p + "fc1.", block.fc1))
+                out.update(_dense(p + "fc2.", block.fc2))
+    return out
