@@ -1,0 +1,154 @@
+"""mindspore.nn cells built from a ModelSpec. ``SequentialCell`` names its children like the
+spec numbers its layers; ``nn.Dense`` weights are stored ``(out, in)`` and ``nn.LayerNorm``
+calls its weights gamma and beta, everything else carries the canonical name."""
+from __future__ import annotations
+
+import math
+
+import mindspore as ms
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+from sdk_core import ModelSpec
+from sdk_core import spec as S
+
+
+def _zeros(*shape: int) -> Tensor:
+    return Tensor(np.zeros(shape, np.float32))
+
+
+class BatchNorm(nn.Cell):
+    """Batch normalization with the core's rule (running variance from the unbiased batch
+    variance, ``r = (1 - momentum) r + momentum batch``); channels on axis 1."""
+
+    def __init__(self, channels: int, layer: S.BatchNorm) -> None:
+        super().__init__()
+        self.eps, self.momentum = layer.eps, layer.momentum
+        self.weight = Parameter(Tensor(np.ones(channels, np.float32)), name="weight")
+        self.bias = Parameter(_zeros(channels), name="bias")
+        self.running_mean = Parameter(_zeros(channels), name="running_mean", requires_grad=False)
+        self.running_var = Parameter(Tensor(np.ones(channels, np.float32)), name="running_var", requires_grad=False)
+
+    def construct(self, x):
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        axes = (0,) + tuple(range(2, x.ndim))
+        if self.training:
+            mean = x.mean(axes)
+            var = ((x - mean.reshape(shape)) ** 2).mean(axes)
+            n = x.size // x.shape[1]
+            m = self.momentum
+            ops.assign(self.running_mean, (1 - m) * self.running_mean + m * mean)
+            ops.assign(self.running_var, (1 - m) * self.running_var + m * var * (n / max(n - 1, 1)))
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean.reshape(shape)) / ops.sqrt(var.reshape(shape) + self.eps)
+        return y * self.weight.reshape(shape) + self.bias.reshape(shape)
+
+
+class Embedding(nn.Cell):
+    def __init__(self, layer: S.Embedding) -> None:
+        super().__init__()
+        self.weight = Parameter(_zeros(layer.vocab_size, layer.dim), name="weight")
+        self.has_position = layer.max_len > 0
+        if self.has_position:
+            self.position = Parameter(_zeros(layer.max_len, layer.dim), name="position")
+
+    def construct(self, x):
+        y = ops.gather(self.weight, x, 0)
+        if self.has_position:
+            y = y + self.position[: x.shape[1]]
+        return y
+
+
+class Attention(nn.Cell):
+    """Multi-head self-attention; head h uses columns ``h*dh:(h+1)*dh`` of each projection."""
+
+    def __init__(self, dim: int, heads: int, causal: bool) -> None:
+        super().__init__()
+        self.heads, self.causal, self.scale = heads, causal, 1.0 / math.sqrt(dim // heads)
+        self.q, self.k, self.v, self.o = (nn.Dense(dim, dim) for _ in range(4))
+
+    def _split(self, t, b, n, d):
+        return t.reshape(b, n, self.heads, d // self.heads).transpose(0, 2, 1, 3)
+
+    def construct(self, x):
+        b, n, d = x.shape
+        q = self._split(self.q(x), b, n, d)
+        k = self._split(self.k(x), b, n, d)
+        v = self._split(self.v(x), b, n, d)
+        scores = ops.matmul(q, k.transpose(0, 1, 3, 2)) * self.scale
+        if self.causal:
+            mask = ops.tril(ops.ones((n, n), ms.bool_))
+            scores = ops.masked_fill(scores, ops.logical_not(mask), float("-inf"))
+        ctx = ops.matmul(ops.softmax(scores, -1), v).transpose(0, 2, 1, 3).reshape(b, n, d)
+        return self.o(ctx)
+
+
+class Tanh(nn.Cell):
+    """tanh from exp: MindSpore's CPU tanh kernel is off by up to 1e-4, this by about 1e-6."""
+
+    def construct(self, x):
+        e = ops.exp(-2 * ops.abs(x))
+        return ops.sign(x) * (1 - e) / (1 + e)
+
+
+def _layernorm(dim: int, eps: float) -> nn.LayerNorm:
+    return nn.LayerNorm((dim,), begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
+
+
+class TransformerBlock(nn.Cell):
+    def __init__(self, dim: int, layer: S.TransformerBlock) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = _layernorm(dim, 1e-5), _layernorm(dim, 1e-5)
+        self.attn = Attention(dim, layer.num_heads, layer.causal)
+        self.fc1, self.fc2 = nn.Dense(dim, dim * layer.mlp_ratio), nn.Dense(dim * layer.mlp_ratio, dim)
+        self.gelu = nn.GELU(approximate=True)
+        self.drop = nn.Dropout(p=layer.dropout)
+
+    def construct(self, x):
+        x = x + self.drop(self.attn(self.ln1(x)))
+        return x + self.drop(self.fc2(self.gelu(self.fc1(self.ln2(x)))))
+
+
+def _cell(layer: S.Layer, shape: tuple[int, ...]) -> nn.Cell:
+    if isinstance(layer, S.Dense):
+        return nn.Dense(shape[-1], layer.units, has_bias=layer.bias)
+    if isinstance(layer, S.Conv2D):
+        return nn.Conv2d(shape[0], layer.filters, layer.kernel_size, layer.stride, pad_mode="pad",
+                         padding=layer.padding, has_bias=layer.bias)
+    if isinstance(layer, S.MaxPool2D):
+        return nn.MaxPool2d(layer.pool_size, layer.step, pad_mode="valid")
+    if isinstance(layer, S.AvgPool2D):
+        return nn.AvgPool2d(layer.pool_size, layer.step, pad_mode="valid")
+    if isinstance(layer, S.BatchNorm):
+        return BatchNorm(shape[0], layer)
+    if isinstance(layer, S.LayerNorm):
+        return _layernorm(shape[-1], layer.eps)
+    if isinstance(layer, S.Dropout):
+        return nn.Dropout(p=layer.rate)
+    if isinstance(layer, S.Embedding):
+        return Embedding(layer)
+    if isinstance(layer, S.Attention):
+        return Attention(shape[-1], layer.num_heads, layer.causal)
+    if isinstance(layer, S.TransformerBlock):
+        return TransformerBlock(shape[-1], layer)
+    simple = {"flatten": nn.Flatten, "relu": nn.ReLU, "tanh": Tanh, "sigmoid": nn.Sigmoid,
+              "gelu": lambda: nn.GELU(approximate=True), "softmax": lambda: nn.Softmax(axis=-1)}
+    return simple[layer.type]()
+
+
+def build(spec: ModelSpec) -> nn.SequentialCell:
+    return nn.SequentialCell([_cell(l, spec.shapes[i]) for i, l in enumerate(spec.layers)])
+
+
+def canonical_names(net: nn.Cell) -> dict[str, tuple[Parameter, bool]]:
+    """Canonical name -> (parameter, stored transposed)."""
+    dense = {f"{name}.weight" for name, cell in net.cells_and_names() if isinstance(cell, nn.Dense)}
+    norms = {name for name, cell in net.cells_and_names() if isinstance(cell, nn.LayerNorm)}
+    out = {}
+    for name, param in net.parameters_and_names():
+        owner, _, leaf = name.rpartition(".")
+        if owner in norms:
+            leaf = {"gamma": "weight", "beta": "bias"}[leaf]
+        out[f"{owner}.{leaf}"] = (param, name in dense)
+    return out

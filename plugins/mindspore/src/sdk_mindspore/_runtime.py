@@ -1,0 +1,170 @@
+"""Device target, weights conversion, the value_and_grad + jit training step and predict.
+
+MindSpore's SGD follows the core's rules at a constant learning rate and is used there. Its
+other built-in optimizers differ from the core's rules (sdk_core/optim.py): Adagrad has
+no epsilon (a zero gradient divides 0 by 0) and starts at 0.1, RMSProp puts epsilon inside the
+square root, Adam adds epsilon to the bias-corrected root, AdamWeightDecay skips bias
+correction. So the step applies the core's rules itself, with MindSpore ops, inside the same
+jit-compiled graph as the forward and backward passes.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Mapping
+
+import mindspore as ms
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+from sdk_core import BuildRequest, DeviceInfo, Optimizer, StepRequest
+
+from ._cells import build, canonical_names
+
+TARGETS = {"cpu": "CPU", "cuda": "GPU", "npu": "Ascend"}
+_target: list[str] = []
+
+
+def use_device(device: DeviceInfo) -> None:
+    """Set MindSpore's process-wide device target once; a second, different one is refused."""
+    target = TARGETS[device.kind]
+    if _target and _target[0] != target:
+        raise RuntimeError(f"MindSpore runs one device target per process: this one uses "
+                           f"{_target[0]}, so {device.id} ({target}) needs a new process")
+    if not _target:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+        ms.set_device(target, device.index)
+        _target.append(target)
+        _first_reshape()
+
+
+def _first_reshape() -> None:
+    """MindSpore 2.10's first reshape under NumPy 2 fails once: a helper module built against
+    NumPy 1 probes NumPy's C API, prints an ImportError and leaves an error set; every later
+    call works. Take that first failure here, with its noise kept off stderr."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                Tensor(np.ones((2, 2), np.float32)).reshape(-1, 2)
+            except SystemError:
+                pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class MsModel:
+    def __init__(self, request: BuildRequest) -> None:
+        if request.dtype != "float32":
+            raise ValueError("this plugin builds float32 networks only")
+        use_device(request.device)
+        ms.set_seed(request.seed)
+        self.spec = request.spec
+        self.net = build(request.spec)
+        self.params = canonical_names(self.net)
+        self.tokens = request.spec.input_dtype == "int64"
+
+    def tensor(self, x: np.ndarray) -> Tensor:
+        return Tensor(np.ascontiguousarray(x, np.int32 if self.tokens else np.float32))
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {name: (p.asnumpy().T if t else p.asnumpy()).copy() for name, (p, t) in self.params.items()}
+
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        for name, value in weights.items():
+            param, transposed = self.params[name]
+            param.set_data(Tensor(np.ascontiguousarray(value.T if transposed else value, np.float32)))
+
+
+SLOTS = {"sgd": ("buf",), "adagrad": ("sum",), "rmsprop": ("v",), "adam": ("m", "v"), "adamw": ("m", "v")}
+
+
+def cross_entropy(out, y):
+    return ops.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+
+
+def mse(out, y):
+    return ((out - y) ** 2).mean()
+
+
+def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], Tensor]:
+    model: MsModel = request.model
+    net, o = model.net, request.optimizer
+    params = net.trainable_params()
+    names = SLOTS[o.name] if o.name != "sgd" or o.momentum else ()
+    slots = {n: [Parameter(ops.zeros_like(p), name=f"{n}.{p.name}", requires_grad=False) for p in params]
+             for n in names}
+    loss_of = cross_entropy if request.loss == "cross_entropy" else mse
+
+    def forward(x, y):  # MindSpore's graph parser wants functions, not inline lambdas
+        return loss_of(net(x), y)
+
+    grad_fn = ms.value_and_grad(forward, None, params)
+    native = None
+    if o.name == "sgd" and o.schedule.is_constant and params:
+        # MindSpore's own SGD follows the core rule at a constant learning rate
+        native = nn.SGD(params, learning_rate=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                        weight_decay=o.weight_decay)
+
+    @ms.jit
+    def update_native(x, y, scalars):
+        loss, grads = grad_fn(x, y)
+        native(grads)
+        return loss
+
+    @ms.jit
+    def update(x, y, scalars):
+        lr, bc1, bc2 = scalars[0], scalars[1], scalars[2]
+        loss, grads = grad_fn(x, y)
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if o.weight_decay and o.name != "adamw":
+                g = g + o.weight_decay * p
+            if o.name == "sgd":
+                if o.momentum:
+                    buf = slots["buf"][i]
+                    ops.assign(buf, o.momentum * buf + g)
+                    g = g + o.momentum * buf if o.nesterov else buf
+                ops.assign(p, p - lr * g)
+            elif o.name == "adagrad":
+                ops.assign(slots["sum"][i], slots["sum"][i] + g * g)
+                ops.assign(p, p - lr * g / (ops.sqrt(slots["sum"][i]) + o.eps))
+            elif o.name == "rmsprop":
+                ops.assign(slots["v"][i], o.rho * slots["v"][i] + (1 - o.rho) * g * g)
+                ops.assign(p, p - lr * g / (ops.sqrt(slots["v"][i]) + o.eps))
+            else:
+                if o.name == "adamw" and o.weight_decay:
+                    ops.assign(p, p * (1 - lr * o.weight_decay))
+                m, v = slots["m"][i], slots["v"][i]
+                ops.assign(m, o.beta1 * m + (1 - o.beta1) * g)
+                ops.assign(v, o.beta2 * v + (1 - o.beta2) * g * g)
+                ops.assign(p, p - lr * (m / bc1) / (ops.sqrt(v / bc2) + o.eps))
+        return loss
+
+    run = update_native if native is not None else update
+    count = [0]
+    y_dtype = np.int32 if request.loss == "cross_entropy" else np.float32
+    # learning rate and Adam's bias corrections, one small tensor per step; the same tensor
+    # every step when none of them changes
+    varying = not o.schedule.is_constant or o.name in ("adam", "adamw")
+    fixed = Tensor(np.array([o.lr, 1.0, 1.0], np.float32))
+
+    def step(x: np.ndarray, y: np.ndarray) -> Tensor:
+        t = count[0]
+        count[0] += 1
+        if not net.training:
+            net.set_train(True)
+        scalars = fixed if not varying else Tensor(np.array(
+            [o.lr_at(t), 1 - o.beta1 ** (t + 1), 1 - o.beta2 ** (t + 1)], np.float32))
+        return run(model.tensor(x), Tensor(np.ascontiguousarray(y, y_dtype)), scalars)
+
+    return step
+
+
+def predict(model: MsModel) -> Callable[[np.ndarray], np.ndarray]:
+    def run(x: np.ndarray) -> np.ndarray:
+        if model.net.training:
+            model.net.set_train(False)
+        return model.net(model.tensor(x)).asnumpy()
+
+    return run
