@@ -1,12 +1,13 @@
 """Data exchanged between the core and plugins: devices, frameworks, readings, requests."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import attrs
 
-from .optim import Optimizer
-from .spec import ModelSpec
+if TYPE_CHECKING:  # at run time only the names are needed: discovery stays light
+    from .optim import Optimizer
+    from .spec import ModelSpec
 
 DTYPES = ("float32", "float64")
 

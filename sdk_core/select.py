@@ -11,19 +11,17 @@
 """
 from __future__ import annotations
 
-import statistics
 import time
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import NotAvailableError, SdkError
-from .estimate import training_bytes
 from .info import DeviceInfo, FrameworkInfo
 from .manager import PluginManager
-from .spec import ModelSpec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: `sdk devices` and `sdk plugins` never need them
+    from .spec import ModelSpec
     from .stack import Stack
 
 POLICIES = ("accelerator", "memory", "fastest")
@@ -39,7 +37,9 @@ def usable_stacks(manager: PluginManager) -> list[Pair]:
                                         -(p[1].memory_free or 0), -p[0].priority, p[1].index))
 
 
-def _median_step(stack: "Stack", spec: ModelSpec, batch_size: int, steps: int) -> float:
+def _median_step(stack: "Stack", spec: "ModelSpec", batch_size: int, steps: int) -> float:
+    import statistics
+
     rng = np.random.default_rng(0)
     if spec.input_dtype == "int64":
         vocab = spec.layers[0].vocab_size  # type: ignore[attr-defined]
@@ -57,11 +57,12 @@ def _median_step(stack: "Stack", spec: ModelSpec, batch_size: int, steps: int) -
     return statistics.median(times)
 
 
-def choose(manager: PluginManager, policy: str = "accelerator", spec: ModelSpec | None = None,
+def choose(manager: PluginManager, policy: str = "accelerator", spec: "ModelSpec | None" = None,
            batch_size: int = 32, device: str | None = None, strict: bool = False) -> Pair:
     """The pair ``Stack.auto()`` uses; see the module docstring for the policies."""
-    from .stack import Stack
     from . import zoo
+    from .estimate import training_bytes
+    from .stack import Stack
 
     if policy not in POLICIES:
         raise SdkError(f"'policy' must be one of {', '.join(POLICIES)} (got {policy!r})")
