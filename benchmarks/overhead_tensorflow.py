@@ -28,16 +28,15 @@ def native_model(name: str) -> keras.Model:
                   L.Conv2D(16, 5, activation="relu"), L.MaxPooling2D(2), L.Permute((3, 1, 2)),
                   L.Flatten(), L.Dense(120, activation="relu"), L.Dense(84, activation="relu"), L.Dense(10)]
         shape = (1, 32, 32)
-    model = keras.Sequential([keras.Input(shape)] + layers)
-    return model
+    return keras.Sequential([keras.Input(shape)] + layers)
 
 
 def make_native(spec, weights, optimizer):
     model = native_model(spec.name)
-    for i, layer in enumerate(l for l in model.layers if l.weights):
-        index = [k for k in weights if k.endswith(".weight")][i].split(".")[0]
-        w = weights[f"{index}.weight"]
-        layer.set_weights([w.transpose(2, 3, 1, 0) if w.ndim == 4 else w, weights[f"{index}.bias"]])
+    with_weights = [i for i, layer in enumerate(spec.layers) if layer.params(spec.shapes[i])]
+    for i, layer in zip(with_weights, [l for l in model.layers if l.weights]):
+        w = weights[f"{i}.weight"]  # conv kernels: canonical (out, in, k, k) -> Keras (k, k, in, out)
+        layer.set_weights([w.transpose(2, 3, 1, 0) if w.ndim == 4 else w, weights[f"{i}.bias"]])
     opt = keras.optimizers.SGD(optimizer.lr, momentum=optimizer.momentum)
 
     @tf.function(reduce_retracing=True)
@@ -56,6 +55,7 @@ def make_native(spec, weights, optimizer):
 
 
 if __name__ == "__main__":
-    # Keras SGD with momentum follows the core rule exactly at a constant learning rate; Keras
-    # Adam does not (it adds epsilon to the bias-corrected root), so its losses drift apart.
+    # Keras SGD with momentum follows the core rule at a constant learning rate, so the plugin
+    # trains with it too and both loops compute the same numbers; Keras Adam does not follow
+    # the core's Adam (epsilon is added to the bias-corrected root), so it is not compared here.
     main("tensorflow", make_native, Optimizer("sgd", lr=0.02, momentum=0.5))

@@ -1,11 +1,14 @@
 """TensorFlow plugin specifics: lazy import, devices, layout, the digits job."""
 import json
+import os
 import subprocess
 import sys
+from importlib import metadata
 
 import numpy as np
+import pytest
 
-from sdk_core import DeviceInfo, Stack, zoo
+from sdk_core import DeviceInfo, NotAvailableError, Optimizer, Schedule, Stack, get_manager, zoo
 
 
 def test_entry_point_does_not_import_tensorflow():
@@ -16,10 +19,73 @@ def test_entry_point_does_not_import_tensorflow():
 
 
 def test_device_strings():
-    from sdk_tensorflow._runtime import tf_device
+    from sdk_tensorflow._runtime import device_name, tf_device
 
+    assert device_name(DeviceInfo(kind="cpu")) == "/CPU:0"
+    assert device_name(DeviceInfo(kind="cuda", index=2)) == "/GPU:2"
+    assert device_name(DeviceInfo(kind="tpu", index=1)) == "/TPU:1"
     assert tf_device(DeviceInfo(kind="cpu")) == "/CPU:0"
-    assert tf_device(DeviceInfo(kind="cuda", index=2)) == "/GPU:2"
+    with pytest.raises(NotAvailableError, match="TensorFlow sees no GPU:3 for device cuda:3"):
+        tf_device(DeviceInfo(kind="cuda", index=3))
+    with pytest.raises(NotAvailableError, match="TensorFlow cannot drive npu:0"):
+        device_name(DeviceInfo(kind="npu"))
+
+
+def test_device_kinds_follow_the_installed_distribution():
+    from sdk_tensorflow import DISTRIBUTIONS
+
+    dist = next(d for d in DISTRIBUTIONS if list(metadata.distributions(name=d)))
+    info = get_manager().framework("tensorflow")
+    assert info.version == metadata.version(dist) and info.device_kinds == DISTRIBUTIONS[dist]
+    if dist == "tensorflow-cpu":
+        assert info.device_kinds == ("cpu",)
+
+
+def test_keras_on_another_backend_is_refused_clearly():
+    code = "import sdk_core; sdk_core.Stack('tensorflow').build(sdk_core.zoo.mlp())"
+    env = {**os.environ, "KERAS_BACKEND": "numpy"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode != 0
+    assert "needs Keras on the tensorflow backend, this process runs it on 'numpy'" in out.stderr
+
+
+def test_float64_steps_follow_the_reference_closely():
+    """Learning rates and bias corrections are computed in float64, like the reference."""
+    spec = zoo.mlp(input_dim=5, hidden=(6,), classes=3)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 5)), rng.integers(0, 3, 8)
+    opt = Optimizer("adamw", lr=0.01, weight_decay=0.1,
+                    schedule=Schedule("cosine", warmup_steps=1, total_steps=3, min_lr=0.001))
+    stacks = [Stack(name).build(spec, dtype="float64") for name in ("tensorflow", "numpy")]
+    steps = [s.train_step("cross_entropy", opt) for s in stacks]
+    for _ in range(4):
+        losses = [float(step(x, y)) for step in steps]
+        assert losses[0] == pytest.approx(losses[1], rel=1e-12)
+    mine, ref = (s.get_weights() for s in stacks)
+    for name in ref:
+        assert mine[name].dtype == np.float64
+        np.testing.assert_allclose(mine[name], ref[name], rtol=1e-11, atol=1e-13, err_msg=name)
+
+
+def test_keras_sgd_where_it_follows_the_core_rule():
+    from sdk_tensorflow._optim import CoreOptimizer, make_optimizer
+    from sdk_tensorflow._tf import keras
+
+    assert type(make_optimizer(Optimizer("sgd", momentum=0.9, nesterov=True), "float32")) is keras.optimizers.SGD
+    assert type(make_optimizer(Optimizer("sgd", schedule=Schedule("step")), "float32")) is keras.optimizers.SGD
+    for rule, dtype in ((Optimizer("sgd", momentum=0.9, schedule=Schedule("step")), "float32"),
+                        (Optimizer("sgd", weight_decay=0.1), "float32"), (Optimizer("sgd"), "float64"),
+                        (Optimizer("adam"), "float32")):
+        assert isinstance(make_optimizer(rule, dtype), CoreOptimizer)
+
+
+def test_dropout_masks_follow_the_seed():
+    spec = zoo.gpt(vocab_size=9, max_len=6, dim=8, heads=2, blocks=1, dropout=0.5)
+    x = np.random.default_rng(0).integers(0, 9, (4, 6))
+    y = np.random.default_rng(1).integers(0, 9, (4, 6))
+    steps = [Stack("tensorflow").build(spec, seed=5).train_step("cross_entropy", Optimizer("sgd")) for _ in range(2)]
+    losses = [float(step(x, y)) for step in steps]
+    assert losses[0] == losses[1]
 
 
 def test_conv_kernels_are_stored_hwio_and_exposed_canonical():

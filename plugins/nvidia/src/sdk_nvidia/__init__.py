@@ -1,2 +1,32 @@
-"""sdk-nvidia: NVIDIA GPU device plugin (NVML)."""
+"""sdk-nvidia: NVIDIA GPUs for sdk_core, probed through NVML (nvidia-ml-py). Imports no
+deep-learning framework; a machine without an NVIDIA driver reports no devices."""
+from __future__ import annotations
+
+from sdk_core import DeviceInfo, MemoryReading, PowerReading, hookimpl
+
 SDK_CORE_API = 1
+
+
+@hookimpl
+def sdk_probe_devices() -> list[DeviceInfo]:
+    from ._nvml import probe
+
+    return probe()
+
+
+@hookimpl
+def sdk_read_memory(device: DeviceInfo) -> MemoryReading | None:
+    if device.kind != "cuda":
+        return None
+    from ._nvml import memory
+
+    return memory(device.index)
+
+
+@hookimpl
+def sdk_read_power(device: DeviceInfo) -> PowerReading | None:
+    if device.kind != "cuda":
+        return None
+    from ._nvml import power
+
+    return power(device.index)

@@ -1,5 +1,8 @@
-"""sdk-tensorflow: the TensorFlow framework plugin (tf.keras layers, tf.function steps). tensorflow is imported on first real use, never by
-discovery: the hooks below import the private modules that import it."""
+"""sdk-tensorflow: the TensorFlow framework plugin (Keras layers, tf.function steps).
+
+TensorFlow is imported on first real use, never by discovery: the hooks below import the
+private modules that import it.
+"""
 from __future__ import annotations
 
 from importlib import metadata
@@ -9,20 +12,25 @@ from sdk_core import (BuildRequest, FrameworkInfo, PredictRequest, StepRequest, 
 
 SDK_CORE_API = 1
 NAME = "tensorflow"
+# which distribution provides TensorFlow decides the devices it can drive
+DISTRIBUTIONS = {"tensorflow": ("cpu", "cuda"), "tensorflow-cpu": ("cpu",), "tensorflow-tpu": ("cpu", "tpu"),
+                 "tensorflow-macos": ("cpu",)}
 
 
-def _version() -> str | None:
-    for dist in ("tensorflow", "tensorflow-cpu", "tensorflow-macos"):
+def _installed() -> tuple[str | None, tuple[str, ...]]:
+    """The installed TensorFlow version and device kinds, read from package metadata."""
+    for dist, kinds in DISTRIBUTIONS.items():
         try:
-            return metadata.version(dist)
+            return metadata.version(dist), kinds
         except metadata.PackageNotFoundError:
             continue
-    return None
+    return None, ("cpu",)
 
 
 @hookimpl
 def sdk_framework_info() -> FrameworkInfo:
-    return FrameworkInfo(name=NAME, version=_version(), device_kinds=("cpu", "cuda", "tpu"), priority=10)
+    version, kinds = _installed()
+    return FrameworkInfo(name=NAME, version=version, device_kinds=kinds, priority=10)
 
 
 @hookimpl

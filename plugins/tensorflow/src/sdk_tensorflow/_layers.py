@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import keras
-import tensorflow as tf
-
 from sdk_core import ModelSpec
 from sdk_core import spec as S
+
+from ._tf import keras, tf
 
 
 class BatchNorm(keras.layers.Layer):
@@ -85,7 +84,7 @@ def gelu(x):
 
 
 class TransformerBlock(keras.layers.Layer):
-    def __init__(self, dim: int, layer: S.TransformerBlock, **kwargs) -> None:
+    def __init__(self, dim: int, layer: S.TransformerBlock, seed: int, **kwargs) -> None:
         super().__init__(**kwargs)
         dt = self.dtype_policy
         self.ln1 = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dt)
@@ -93,7 +92,7 @@ class TransformerBlock(keras.layers.Layer):
         self.attn = Attention(dim, layer.num_heads, layer.causal, dtype=dt)
         self.fc1 = keras.layers.Dense(dim * layer.mlp_ratio, dtype=dt)
         self.fc2 = keras.layers.Dense(dim, dtype=dt)
-        self.drop = keras.layers.Dropout(layer.dropout, dtype=dt)
+        self.drop = keras.layers.Dropout(layer.dropout, seed=seed, dtype=dt)
 
     def call(self, x, training=False):
         x = x + self.drop(self.attn(self.ln1(x)), training=training)
@@ -106,17 +105,19 @@ ELEMENTWISE = (S.ReLU, S.GELU, S.Tanh, S.Sigmoid, S.Dropout)
 
 def _layer(layer: S.Layer, shape: tuple[int, ...], dtype: str, seed: int) -> Callable:
     kw = {"dtype": dtype}
+    nhwc = {"data_format": "channels_last", **kw}  # explicit: ~/.keras/keras.json may say otherwise
     if isinstance(layer, S.Dense):
         return keras.layers.Dense(layer.units, use_bias=layer.bias, **kw)
     if isinstance(layer, S.Conv2D):
-        conv = keras.layers.Conv2D(layer.filters, layer.kernel_size, layer.stride, use_bias=layer.bias, **kw)
+        conv = keras.layers.Conv2D(layer.filters, layer.kernel_size, layer.stride, use_bias=layer.bias,
+                                   **nhwc)
         if not layer.padding:
             return conv
-        return keras.Sequential([keras.layers.ZeroPadding2D(layer.padding, **kw), conv])
+        return keras.Sequential([keras.layers.ZeroPadding2D(layer.padding, **nhwc), conv])
     if isinstance(layer, S.MaxPool2D):
-        return keras.layers.MaxPooling2D(layer.pool_size, layer.step, **kw)
+        return keras.layers.MaxPooling2D(layer.pool_size, layer.step, **nhwc)
     if isinstance(layer, S.AvgPool2D):
-        return keras.layers.AveragePooling2D(layer.pool_size, layer.step, **kw)
+        return keras.layers.AveragePooling2D(layer.pool_size, layer.step, **nhwc)
     if isinstance(layer, S.BatchNorm):
         return BatchNorm(layer, **kw)
     if isinstance(layer, S.LayerNorm):
@@ -128,8 +129,10 @@ def _layer(layer: S.Layer, shape: tuple[int, ...], dtype: str, seed: int) -> Cal
     if isinstance(layer, S.Attention):
         return Attention(shape[-1], layer.num_heads, layer.causal, **kw)
     if isinstance(layer, S.TransformerBlock):
-        return TransformerBlock(shape[-1], layer, **kw)
-    simple = {"flatten": keras.layers.Flatten, "relu": keras.layers.ReLU,
+        return TransformerBlock(shape[-1], layer, seed, **kw)
+    if isinstance(layer, S.Flatten):  # on NCHW here: a plain reshape keeps channels-first order
+        return keras.layers.Flatten(**nhwc)
+    simple = {"relu": keras.layers.ReLU,
               "softmax": lambda **k: keras.layers.Softmax(axis=-1, **k),
               "tanh": lambda **k: keras.layers.Activation("tanh", **k),
               "sigmoid": lambda **k: keras.layers.Activation("sigmoid", **k),

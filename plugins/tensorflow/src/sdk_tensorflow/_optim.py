@@ -1,46 +1,48 @@
-"""A Keras optimizer that follows the core's update rules exactly (sdk_core/optim.py).
+"""Keras optimizers that follow the core's update rules exactly (sdk_core/optim.py).
 
 Keras' built-in optimizers differ from those rules in small ways that show in the numbers:
 Adam adds epsilon to the bias-corrected root ("epsilon hat"), RMSprop and Adagrad put epsilon
-inside the square root, Adagrad starts its accumulator at 0.1, SGD scales momentum by the
-learning rate at each step, and ``weight_decay`` is always decoupled. ``CoreOptimizer``
-subclasses ``keras.optimizers.Optimizer`` (so Keras drives the iterations, the learning-rate
-schedule and the slot variables) and implements the rules in its ``update_step``.
+inside the square root, Adagrad starts its accumulator at 0.1, SGD folds the learning rate
+into its momentum buffer (equal only at a constant rate), and ``weight_decay`` is always
+decoupled. So Keras' SGD is used where it computes the core rule, and ``CoreOptimizer`` for
+the rest: it subclasses ``keras.optimizers.Optimizer`` (Keras drives the iterations, the
+learning-rate schedule and the slot variables) and implements the rules in ``update_step``.
 """
 from __future__ import annotations
 
 import math
 
-import keras
-import tensorflow as tf
-from keras import ops
+from sdk_core import Optimizer
 
-from sdk_core import Optimizer, Schedule
+from ._tf import keras, tf
+
+ops = keras.ops
 
 
 class CoreSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """``Schedule.lr_at`` in TensorFlow ops, a function of Keras' iteration counter."""
+    """``Optimizer.lr_at`` in TensorFlow ops on Keras' iteration counter, in float64 (the
+    update casts it to the weights' dtype, as the reference does)."""
 
-    def __init__(self, base_lr: float, schedule: Schedule) -> None:
-        self.base_lr, self.s = base_lr, schedule
+    def __init__(self, rule: Optimizer) -> None:
+        self.rule, self.base_lr, self.s = rule, rule.lr, rule.schedule
 
     def __call__(self, step):
-        s, t = self.s, tf.cast(step, tf.float32)
+        s, lr0, t = self.s, self.base_lr, tf.cast(step, tf.float64)
         after = t - s.warmup_steps
         if s.kind == "step":
-            lr = self.base_lr * tf.pow(s.gamma, tf.floor(after / s.step_size))
+            lr = lr0 * tf.pow(tf.constant(s.gamma, tf.float64), tf.floor(after / s.step_size))
         elif s.kind == "cosine":
             span = s.total_steps - s.warmup_steps
             done = tf.clip_by_value(after, 0.0, float(span))
-            lr = s.min_lr + (self.base_lr - s.min_lr) * 0.5 * (1 + tf.cos(math.pi * done / span))
+            lr = s.min_lr + (lr0 - s.min_lr) * 0.5 * (1 + tf.cos(math.pi * done / span))
         else:
-            lr = tf.constant(self.base_lr, tf.float32)
+            lr = tf.constant(lr0, tf.float64)
         if s.warmup_steps:
-            lr = tf.where(t < s.warmup_steps, self.base_lr * (t + 1) / s.warmup_steps, lr)
+            lr = tf.where(t < s.warmup_steps, lr0 * (t + 1) / s.warmup_steps, lr)
         return lr
 
     def get_config(self):
-        return {"base_lr": self.base_lr}
+        return {"optimizer": self.rule.to_dict()}
 
 
 class CoreOptimizer(keras.optimizers.Optimizer):
@@ -49,8 +51,7 @@ class CoreOptimizer(keras.optimizers.Optimizer):
     SLOTS = {"sgd": ("buf",), "adagrad": ("sum",), "rmsprop": ("v",), "adam": ("m", "v"), "adamw": ("m", "v")}
 
     def __init__(self, rule: Optimizer) -> None:
-        lr = rule.lr if rule.schedule.is_constant else CoreSchedule(rule.lr, rule.schedule)
-        super().__init__(learning_rate=lr, name=f"core_{rule.name}")
+        super().__init__(learning_rate=CoreSchedule(rule), name=f"core_{rule.name}")
         self.rule = rule
 
     def build(self, variables):
@@ -68,7 +69,7 @@ class CoreOptimizer(keras.optimizers.Optimizer):
         if r.weight_decay and r.name != "adamw":
             g = g + r.weight_decay * variable
         if r.name == "sgd":
-            if r.momentum:
+            if r.momentum:  # the buffer starts at 0, so it holds g after the first step
                 self.assign(slot["buf"], r.momentum * slot["buf"] + g)
                 g = g + r.momentum * slot["buf"] if r.nesterov else slot["buf"]
             self.assign_sub(variable, lr * g)
@@ -79,11 +80,21 @@ class CoreOptimizer(keras.optimizers.Optimizer):
             self.assign(slot["v"], r.rho * slot["v"] + (1 - r.rho) * g * g)
             self.assign_sub(variable, lr * g / (ops.sqrt(slot["v"]) + r.eps))
         else:
-            t = ops.cast(self.iterations + 1, dt)
+            t = tf.cast(self.iterations + 1, tf.float64)
+            correct1 = ops.cast(1 - tf.pow(tf.constant(r.beta1, tf.float64), t), dt)
+            correct2 = ops.cast(1 - tf.pow(tf.constant(r.beta2, tf.float64), t), dt)
             if r.name == "adamw" and r.weight_decay:
                 self.assign(variable, variable * (1 - lr * r.weight_decay))
             self.assign(slot["m"], r.beta1 * slot["m"] + (1 - r.beta1) * g)
             self.assign(slot["v"], r.beta2 * slot["v"] + (1 - r.beta2) * g * g)
-            m_hat = slot["m"] / (1 - ops.power(ops.cast(r.beta1, dt), t))
-            v_hat = slot["v"] / (1 - ops.power(ops.cast(r.beta2, dt), t))
-            self.assign_sub(variable, lr * m_hat / (ops.sqrt(v_hat) + r.eps))
+            self.assign_sub(variable, lr * (slot["m"] / correct1) / (ops.sqrt(slot["v"] / correct2) + r.eps))
+
+
+def make_optimizer(rule: Optimizer, dtype: str) -> keras.optimizers.Optimizer:
+    """Keras' own SGD where it computes the core rule (float32, no weight decay, and no
+    momentum or a constant learning rate), :class:`CoreOptimizer` everywhere else."""
+    if (rule.name == "sgd" and dtype == "float32" and not rule.weight_decay
+            and (not rule.momentum or rule.schedule.is_constant)):
+        lr = rule.lr if rule.schedule.is_constant else CoreSchedule(rule)
+        return keras.optimizers.SGD(lr, momentum=rule.momentum, nesterov=rule.nesterov)
+    return CoreOptimizer(rule)

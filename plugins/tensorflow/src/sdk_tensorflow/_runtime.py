@@ -1,36 +1,63 @@
 """Devices, weights conversion, the tf.function training step and predict."""
 from __future__ import annotations
 
-import os
 from typing import Callable, Mapping
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: keep its C++ logs quiet
+import numpy as np
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from sdk_core import BuildRequest, DeviceInfo, NotAvailableError, StepRequest
 
-from sdk_core import BuildRequest, DeviceInfo, StepRequest  # noqa: E402
-
-from ._layers import SpecModel, variables  # noqa: E402
-from ._optim import CoreOptimizer  # noqa: E402
+from ._layers import SpecModel, variables
+from ._optim import make_optimizer
+from ._tf import tf
 
 KINDS = {"cpu": "CPU", "cuda": "GPU", "tpu": "TPU"}
 
 
+def device_name(device: DeviceInfo) -> str:
+    """The TensorFlow device string for a core device: ``/CPU:0``, ``/GPU:n``, ``/TPU:n``."""
+    if device.kind not in KINDS:
+        raise NotAvailableError(f"TensorFlow cannot drive {device.id} (kinds: {', '.join(KINDS)})")
+    return f"/{KINDS[device.kind]}:{device.index if device.kind != 'cpu' else 0}"
+
+
+def _connect_tpu() -> None:
+    """Initialise the TPU system of this host once (a Cloud TPU VM); TPUs then show as devices."""
+    if not tf.config.list_logical_devices("TPU"):
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+
+
 def tf_device(device: DeviceInfo) -> str:
-    return f"/{KINDS[device.kind]}:{device.index}"
+    """:func:`device_name`, checked against the devices TensorFlow sees."""
+    name = device_name(device)
+    kind = KINDS[device.kind]
+    if kind == "TPU":
+        _connect_tpu()
+    seen = [d.name for d in tf.config.list_logical_devices(kind)]
+    if not any(s.endswith(f"device:{name[1:]}") for s in seen):
+        raise NotAvailableError(f"TensorFlow sees no {name[1:]} for device {device.id} "
+                                f"(it sees: {', '.join(seen) or f'no {kind}'})")
+    return name
 
 
 class TfModel:
+    """The Keras model with its device, dtypes and canonical weight slots."""
+
     def __init__(self, request: BuildRequest) -> None:
         spec = request.spec
         self.spec, self.device, self.dtype = spec, tf_device(request.device), tf.as_dtype(request.dtype)
-        tf.random.set_seed(request.seed)
         self.in_dtype = tf.int64 if spec.input_dtype == "int64" else self.dtype
+        # TPUs run XLA only; on the CPU XLA made these steps no faster and cost seconds to compile
+        self.jit = request.device.kind == "tpu"
         with tf.device(self.device):
             self.module = SpecModel(spec, request.dtype, request.seed)
             self.module(tf.zeros((1,) + spec.input_shape, self.in_dtype))  # creates the variables
         self.vars = variables(spec, self.module)
+
+    def signature(self, shape: tuple[int, ...], dtype) -> tf.TensorSpec:
+        return tf.TensorSpec((None,) + tuple(shape), dtype)
 
     def get_weights(self) -> dict[str, np.ndarray]:
         out = {}
@@ -47,7 +74,8 @@ class TfModel:
 
 def loss_fn(name: str):
     if name == "cross_entropy":
-        return lambda out, y: tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=out))
+        return lambda out, y: tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=out))
     return lambda out, y: tf.reduce_mean(tf.square(out - y))
 
 
@@ -55,31 +83,40 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], tf.Te
     model: TfModel = request.model
     module, loss_of = model.module, loss_fn(request.loss)
     weights = module.trainable_variables
-    optimizer = CoreOptimizer(request.optimizer)
-    y_dtype = tf.int64 if request.loss == "cross_entropy" else model.dtype
+    optimizer = make_optimizer(request.optimizer, model.dtype.name)
     with tf.device(model.device):
         optimizer.build(weights)
+    y_dtype = tf.int64 if request.loss == "cross_entropy" else model.dtype
 
-    @tf.function(reduce_retracing=True)
+    # traced for the batch size first seen (static shapes let TensorFlow fold the loss mean
+    # and its gradient), once more with a free batch axis for any other size
+    @tf.function(reduce_retracing=True, jit_compile=model.jit)
     def update(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_of(module(x, training=True), y)
-        if weights:
-            optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
-        return loss
+        with tf.device(model.device):
+            with tf.GradientTape() as tape:
+                loss = loss_of(module(x, training=True), y)
+            if weights:
+                optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+            return loss
+
+    x_np, y_np = model.in_dtype.as_numpy_dtype, y_dtype.as_numpy_dtype
 
     def step(x: np.ndarray, y: np.ndarray) -> tf.Tensor:
-        with tf.device(model.device):
-            return update(tf.convert_to_tensor(x, model.in_dtype), tf.convert_to_tensor(y, y_dtype))
+        return update(np.asarray(x, x_np), np.asarray(y, y_np))
 
     return step
 
 
 def predict(model: TfModel) -> Callable[[np.ndarray], np.ndarray]:
-    forward = tf.function(lambda x: model.module(x, training=False), reduce_retracing=True)
+    @tf.function(input_signature=[model.signature(model.spec.input_shape, model.in_dtype)],
+                 jit_compile=model.jit)
+    def forward(x):
+        with tf.device(model.device):
+            return model.module(x, training=False)
+
+    x_np = model.in_dtype.as_numpy_dtype
 
     def run(x: np.ndarray) -> np.ndarray:
-        with tf.device(model.device):
-            return forward(tf.convert_to_tensor(x, model.in_dtype)).numpy()
+        return forward(np.asarray(x, x_np)).numpy()
 
     return run

@@ -1,0 +1,38 @@
+"""TensorFlow and Keras, imported quietly and with Keras on the TensorFlow backend.
+
+TensorFlow's C++ start-up logs are hidden unless the user set ``TF_CPP_MIN_LOG_LEVEL``. Keras
+3 picks its backend once, on import: ``KERAS_BACKEND`` is set to ``tensorflow`` only for that
+import (when the user set nothing) and removed again; a Keras already running on another
+backend is refused with a clear error.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from sdk_core import NotAvailableError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+
+def _import_keras():
+    if "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ:
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+        try:
+            import keras
+        finally:
+            os.environ.pop("KERAS_BACKEND", None)
+    else:
+        import keras
+    if keras.backend.backend() != "tensorflow":
+        raise NotAvailableError(f"the tensorflow plugin needs Keras on the tensorflow backend, "
+                                f"this process runs it on '{keras.backend.backend()}' "
+                                f"(KERAS_BACKEND or ~/.keras/keras.json)")
+    return keras
+
+
+keras = _import_keras()
+
+__all__ = ["keras", "tf"]
