@@ -1,2 +1,27 @@
-"""sdk-ascend: Huawei Ascend NPU device plugin."""
+"""sdk-ascend: Huawei Ascend NPUs for sdk_core, found through the driver's ``npu-smi`` tool
+and /dev/davinci<N>. Imports no framework; a machine without NPUs reports no devices."""
+from __future__ import annotations
+
+from sdk_core import DeviceInfo, PowerReading, hookimpl
+
 SDK_CORE_API = 1
+
+
+@hookimpl
+def sdk_probe_devices() -> list[DeviceInfo]:
+    from ._smi import probe
+
+    return probe()
+
+
+@hookimpl
+def sdk_read_power(device: DeviceInfo) -> PowerReading | None:
+    if device.kind != "npu":
+        return None
+    from ._smi import parse_info, run_smi
+
+    text = run_smi()
+    chips = parse_info(text) if text else []
+    if device.index >= len(chips) or chips[device.index].power_w is None:
+        return None
+    return PowerReading(energy_j=None, power_w=chips[device.index].power_w, source="npu-smi")
