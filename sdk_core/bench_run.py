@@ -106,6 +106,7 @@ class _Meter:
         self.used: list[int] = []
         self.memory = None
         self.watts: list[float] = []
+        self.manager.reset_peak_memory(self.device)  # peaks of earlier phases and stacks do not count
         self.power0 = self.manager.read_power(self.device)
         self.t0 = time.perf_counter()
         self.sample()

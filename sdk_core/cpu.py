@@ -98,6 +98,18 @@ def sdk_read_memory(device: DeviceInfo) -> MemoryReading | None:
 
 
 @hookimpl
+def sdk_reset_peak_memory(device: DeviceInfo) -> bool | None:
+    """Linux resets the process's peak RSS (VmHWM) when "5" is written to clear_refs."""
+    if device.kind != "cpu":
+        return None
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return True
+
+
+@hookimpl
 def sdk_read_power(device: DeviceInfo) -> PowerReading | None:
     if device.kind != "cpu":
         return None

@@ -119,6 +119,17 @@ def sdk_read_memory(device: DeviceInfo) -> MemoryReading | None:
 
 
 @hookspec(firstresult=True)
+def sdk_reset_peak_memory(device: DeviceInfo) -> bool | None:
+    """Start a new peak-memory window on ``device``: the ``peak`` of later ``sdk_read_memory``
+    readings counts from now (the bench calls it before each measured phase).
+
+    :param device: a device this plugin reported in ``sdk_probe_devices``.
+    :return: ``True`` when done, or ``None`` if the device is not yours or cannot be reset.
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
 def sdk_read_power(device: DeviceInfo) -> PowerReading | None:
     """Read cumulative energy and power of ``device`` (NVML, RAPL, ...).
 

@@ -254,6 +254,10 @@ class PluginManager:
     def read_memory(self, device: DeviceInfo) -> MemoryReading | None:
         return self._read(self._pm.hook.sdk_read_memory, device, MemoryReading)
 
+    def reset_peak_memory(self, device: DeviceInfo) -> bool:
+        """Start a new peak-memory window; False where no plugin can."""
+        return self._read(self._pm.hook.sdk_reset_peak_memory, device, bool) is True
+
     def read_power(self, device: DeviceInfo) -> PowerReading | None:
         return self._read(self._pm.hook.sdk_read_power, device, PowerReading)
 

@@ -21,12 +21,16 @@ class Site:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
 
-    def add(self, dist: str, module: str, source: str, entry: str | None = None) -> None:
+    def add(self, dist: str, module: str, source: str, entry: str | None = None, target: str | None = None) -> None:
         (self.root / f"{module}.py").write_text(textwrap.dedent(source))
         info = self.root / f"{dist.replace('-', '_')}-0.1.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-        (info / "entry_points.txt").write_text(f"[sdk_core]\n{entry or module} = {module}\n")
+        (info / "entry_points.txt").write_text(f"[sdk_core]\n{entry or module} = {target or module}\n")
+
+    def module(self, name: str, source: str) -> None:
+        """A plain module beside the distributions (a plugin's private runtime)."""
+        (self.root / f"{name}.py").write_text(textwrap.dedent(source))
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SDK_CORE_")}

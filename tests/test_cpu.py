@@ -30,3 +30,15 @@ def test_memory_reading_tracks_allocation():
     assert after.peak >= after.used
     reading = manager.read_power(device)
     assert reading is None or reading.energy_j > 0  # RAPL where readable, never invented
+
+
+def test_peak_memory_window_resets():
+    manager = sdk_core.PluginManager(autoload=False)
+    device = manager.device("cpu")
+    block = bytearray(96 * 2**20)
+    block[::4096] = b"x" * len(block[::4096])
+    del block
+    high = manager.read_memory(device).peak
+    assert manager.reset_peak_memory(device) is True
+    after = manager.read_memory(device)
+    assert after.peak < high - 64 * 2**20 and after.peak >= after.used

@@ -158,3 +158,50 @@ def test_framework_hook_errors_name_the_plugin():
     assert manager.register(Faulty(), "sdk-faulty").ok
     with pytest.raises(PluginError, match="plugin 'sdk-faulty' failed in sdk_build_model: ValueError: cannot build"):
         sdk_core.Stack("faulty", "cpu", manager=manager).build(sdk_core.zoo.mlp())
+
+
+TOY_RUNTIME = """
+import numpy as np
+
+class Model:
+    def __init__(self, request):
+        self.weights = {}
+    def get_weights(self):
+        return dict(self.weights)
+    def set_weights(self, weights):
+        self.weights.update(weights)
+
+def build(request):
+    return Model(request)
+
+def predict(model):
+    return lambda x: x @ model.weights["0.weight"] + model.weights["0.bias"]
+
+def train_step(request):
+    raise NotImplementedError("toy framework cannot train")
+"""
+
+
+def test_framework_hooks_drive_a_runtime_module(site):
+    site.module("toyfw_runtime", TOY_RUNTIME)
+    site.add("sdk-toyfw", "toyfw", "from sdk_core.framework import FrameworkHooks\n"
+             "plugin = FrameworkHooks('toyfw', 'toyfw_runtime', {'pluggy': ('cpu',)}, priority=3)\n",
+             entry="toyfw", target="toyfw:plugin")
+    info = _statuses(site)["toyfw"]["framework"]
+    assert info["installed"] and info["priority"] == 3 and info["device_kinds"] == ["cpu"]
+    code = """
+import sys, numpy as np, sdk_core
+from sdk_core import Dense, ModelSpec, Stack
+stack = Stack("toyfw").build(ModelSpec(input_shape=(3,), layers=[Dense(2)]), seed=1)
+w = stack.get_weights()
+x = np.ones((4, 3), np.float32)
+assert np.allclose(stack.predict(x), x @ w["0.weight"] + w["0.bias"])
+assert "toyfw_runtime" in sys.modules
+try:
+    stack.train_step()
+except sdk_core.PluginError as exc:
+    print(exc)
+"""
+    result = site.run("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert "plugin 'toyfw' failed in sdk_make_train_step: NotImplementedError: toy framework cannot train" in result.stdout

@@ -11,7 +11,7 @@ def test_the_four_families_and_their_helpers_are_declared():
     names = {f.__name__ for f in SPECS}
     assert {"sdk_probe_devices", "sdk_build_model", "sdk_make_train_step", "sdk_make_predict",
             "sdk_get_weights", "sdk_set_weights", "sdk_read_memory", "sdk_read_power",
-            "sdk_add_commands", "sdk_framework_info"} <= names
+            "sdk_add_commands", "sdk_framework_info", "sdk_reset_peak_memory"} <= names
 
 
 def test_every_hookspec_is_documented_and_typed():

@@ -134,3 +134,6 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], jax.A
 def predict(model: JaxModel) -> Callable[[np.ndarray], np.ndarray]:
     forward = jax.jit(lambda params, state, x: model.apply(params, state, x, False, jax.random.key(0))[0])
     return lambda x: np.asarray(forward(model.params, model.state, x))
+
+
+build = JaxModel  # the FrameworkHooks runtime contract: build(request) -> model

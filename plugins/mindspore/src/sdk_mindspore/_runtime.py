@@ -18,7 +18,7 @@ from mindspore import Parameter, Tensor, nn, ops
 
 from sdk_core import BuildRequest, DeviceInfo, Optimizer, StepRequest
 
-from ._cells import build, canonical_names
+from ._cells import build as build_cells, canonical_names
 
 TARGETS = {"cpu": "CPU", "cuda": "GPU", "npu": "Ascend"}
 _target: list[str] = []
@@ -61,7 +61,7 @@ class MsModel:
         use_device(request.device)
         ms.set_seed(request.seed)
         self.spec = request.spec
-        self.net = build(request.spec)
+        self.net = build_cells(request.spec)
         self.params = canonical_names(self.net)
         self.tokens = request.spec.input_dtype == "int64"
 
@@ -168,3 +168,6 @@ def predict(model: MsModel) -> Callable[[np.ndarray], np.ndarray]:
         return model.net(model.tensor(x)).asnumpy()
 
     return run
+
+
+build = MsModel  # the FrameworkHooks runtime contract: build(request) -> model

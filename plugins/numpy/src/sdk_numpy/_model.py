@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sdk_core import ModelSpec, Optimizer
+from sdk_core import BuildRequest, ModelSpec, Optimizer, StepRequest
 
 from ._losses import LOSSES
 from ._ops import make_op
@@ -47,6 +47,12 @@ class NumpyModel:
         value, dout = LOSSES[loss](out, np.asarray(y))
         return float(value), self.backward(dout)
 
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        self.params.update({k: np.array(v, dtype=self.dtype) for k, v in weights.items()})
+
     def train_step(self, loss: str, optimizer: Optimizer) -> Callable[[Any, Any], float]:
         update = Updater(optimizer, self.trainable)
 
@@ -56,3 +62,15 @@ class NumpyModel:
             return value
 
         return step
+
+
+def build(request: BuildRequest) -> NumpyModel:
+    return NumpyModel(request.spec, request.dtype, request.seed)
+
+
+def train_step(request: StepRequest) -> Callable[[Any, Any], float]:
+    return request.model.train_step(request.loss, request.optimizer)
+
+
+def predict(model: NumpyModel) -> Callable[[Any], np.ndarray]:
+    return model.forward

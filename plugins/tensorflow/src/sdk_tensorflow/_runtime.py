@@ -120,3 +120,6 @@ def predict(model: TfModel) -> Callable[[np.ndarray], np.ndarray]:
         return forward(np.asarray(x, x_np)).numpy()
 
     return run
+
+
+build = TfModel  # the FrameworkHooks runtime contract: build(request) -> model

@@ -25,7 +25,11 @@ def _import_keras():
         finally:
             os.environ.pop("KERAS_BACKEND", None)
     else:
-        import keras
+        try:
+            import keras
+        except ImportError as exc:  # e.g. KERAS_BACKEND=numpy without jax installed
+            raise NotAvailableError(f"the tensorflow plugin needs Keras on the tensorflow backend, "
+                                    f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r} failed to load: {exc}") from None
     if keras.backend.backend() != "tensorflow":
         raise NotAvailableError(f"the tensorflow plugin needs Keras on the tensorflow backend, "
                                 f"this process runs it on '{keras.backend.backend()}' "

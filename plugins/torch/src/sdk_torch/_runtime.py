@@ -116,3 +116,6 @@ def predict(model: TorchModel) -> Callable[[np.ndarray], np.ndarray]:
         return module(model.tensor(x)).cpu().numpy()
 
     return run
+
+
+build = TorchModel  # the FrameworkHooks runtime contract: build(request) -> model
