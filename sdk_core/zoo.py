@@ -5,7 +5,7 @@ from typing import Callable, Sequence
 
 from .errors import SpecError
 from .spec import (Conv2D, Dense, Dropout, Embedding, Flatten, LayerNorm, Layer, MaxPool2D,
-                   ModelSpec, ReLU, TransformerBlock, LAYER_TYPES)
+                   ModelSpec, TransformerBlock, LAYER_TYPES)
 
 
 def mlp(input_dim: int = 64, hidden: Sequence[int] = (128, 64), classes: int = 10,

@@ -182,6 +182,27 @@ class ConformanceSuite:
             checked.append(other)
         assert REFERENCE in checked or self.framework == REFERENCE, "the reference must be installed alongside"
 
+    # -- end to end ----------------------------------------------------------------------------
+    lenet_epochs: ClassVar[int] = 8
+
+    def test_lenet5_learns_digits_through_the_cli(self, tmp_path):
+        """``sdk train`` on this framework reaches >= 95 % on the digits test split, and the
+        saved weights predict the same through ``sdk predict``."""
+        pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
+        self._needs(LAYER_CASES["lenet_like"].features | {"optimizer:adam", "loss:cross_entropy"})
+        weights = tmp_path / "lenet5.safetensors"
+        sdk = [sys.executable, "-m", "sdk_core"]
+        common = ["--framework", self.framework, "--device", self.device, "--json"]
+        train = subprocess.run(sdk + ["train", "--epochs", str(self.lenet_epochs), "--out", str(weights), *common],
+                               capture_output=True, text=True, timeout=1200)
+        assert train.returncode == 0, train.stderr[-2000:]
+        accuracy = json.loads(train.stdout)["test"]["accuracy"]
+        assert accuracy >= 0.95
+        predict = subprocess.run(sdk + ["predict", "--weights", str(weights), *common],
+                                 capture_output=True, text=True, timeout=600)
+        assert predict.returncode == 0, predict.stderr[-2000:]
+        assert json.loads(predict.stdout)["accuracy"] == pytest.approx(accuracy)
+
     # -- errors --------------------------------------------------------------------------------
     def test_bad_input_gives_clear_errors(self, tmp_path):
         spec = STEP_SPEC

@@ -1,5 +1,4 @@
-"""MindSpore plugin specifics: lazy import, one device target per process, the digits job."""
-import json
+"""MindSpore plugin specifics: lazy import, one device target per process, tanh accuracy."""
 import subprocess
 import sys
 
@@ -30,11 +29,3 @@ def test_tanh_is_accurate():
     x = np.linspace(-6, 6, 1001, dtype=np.float32).reshape(-1, 1)
     out = Stack("mindspore").build(ModelSpec(input_shape=(1,), layers=[Tanh()])).predict(x)
     assert np.abs(out - np.tanh(x.astype(np.float64))).max() < 5e-6
-
-
-def test_lenet5_on_digits_through_the_cli(tmp_path):
-    out = tmp_path / "lenet.safetensors"
-    run = subprocess.run([sys.executable, "-m", "sdk_core", "train", "--framework", "mindspore", "--epochs", "8",
-                          "--out", str(out), "--json"], capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert json.loads(run.stdout)["test"]["accuracy"] >= 0.95

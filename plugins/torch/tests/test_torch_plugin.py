@@ -1,5 +1,4 @@
-"""PyTorch plugin specifics: lazy import, device mapping, native modules, the digits job."""
-import json
+"""PyTorch plugin specifics: lazy import, device mapping, native modules."""
 import subprocess
 import sys
 
@@ -37,12 +36,5 @@ def test_odd_input_strides_give_plain_tensors():
     x = np.random.default_rng(0).normal(size=(4, 32, 32)).astype(np.float32)[:, None]  # stride-0 axis
     t = stack.model.tensor(x)
     assert t.stride() == (1024, 1024, 32, 1)
+    assert stack.model.tensor(np.ascontiguousarray(x.copy())).stride() == (1024, 1024, 32, 1)
     np.testing.assert_allclose(stack.predict(x), stack.predict(np.ascontiguousarray(x.copy())), rtol=1e-6)
-
-
-def test_lenet5_on_digits_through_the_cli(tmp_path):
-    out = tmp_path / "lenet.safetensors"
-    run = subprocess.run([sys.executable, "-m", "sdk_core", "train", "--framework", "torch", "--epochs", "8",
-                          "--out", str(out), "--json"], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout)["test"]["accuracy"] >= 0.95

@@ -16,7 +16,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from sdk_core import BuildRequest, DeviceInfo, Optimizer, StepRequest
+from sdk_core import BuildRequest, DeviceInfo, StepRequest
 
 from ._cells import build as build_cells, canonical_names
 
