@@ -6,8 +6,9 @@ For each (framework, device) pair and each batch size, :func:`run` measures
 - inference: latency percentiles p50 / p95 / p99 per call and samples per second;
 - achieved FLOP/s (:mod:`sdk_core.estimate`) and its share of the device's peak, when the
   device plugin reports a peak for the dtype;
-- peak memory, read through ``sdk_read_memory`` (host RSS high-water mark for the cpu: the
-  whole process so far, which is why batch sizes run smallest first);
+- peak memory, read through ``sdk_read_memory`` after ``sdk_reset_peak_memory`` opened a new
+  window for the phase (host RSS high-water mark for the cpu; where a plugin cannot reset, the
+  peak covers the whole process so far, which is why batch sizes run smallest first);
 - energy and average power over the timed region, from ``sdk_read_power`` (NVML, RAPL).
 
 A figure no plugin can read is reported as unavailable, never estimated.

@@ -1,6 +1,7 @@
 """Devices, weights conversion, the training step and the predict function."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -23,6 +24,16 @@ def torch_device(device: DeviceInfo) -> torch.device:
     return torch.device(device.kind, device.index)
 
 
+@functools.lru_cache(maxsize=64)
+def _plain_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """The strides of a freshly allocated C-ordered array of ``shape``."""
+    strides, step = [], itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
 class TorchModel:
     """The native module with what the hooks need beside it."""
 
@@ -34,10 +45,13 @@ class TorchModel:
         self.tokens = request.spec.input_dtype == "int64"
 
     def tensor(self, x: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(x))
-        # numpy may give a size-1 axis any stride; torch then reads (B, 1, H, W) as channels-last
-        # and picks slower kernels. Flattening and viewing back restores plain strides, no copy.
-        t = t.reshape(-1).view(t.shape)
+        x = np.ascontiguousarray(x)
+        t = torch.from_numpy(x)
+        if x.strides != _plain_strides(x.shape, x.itemsize):
+            # numpy may give a size-1 axis any stride; torch then reads (B, 1, H, W) as
+            # channels-last and picks slower kernels. Flattening and viewing back restores plain
+            # strides without a copy (only when needed: it costs ~10 us, a lot for a small step).
+            t = t.reshape(-1).view(t.shape)
         return t.to(self.device, torch.long if self.tokens else self.dtype, non_blocking=True)
 
     def get_weights(self) -> dict[str, np.ndarray]:
