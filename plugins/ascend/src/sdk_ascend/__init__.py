@@ -2,13 +2,25 @@
 and /dev/davinci<N>. Imports no framework; a machine without NPUs reports no devices."""
 from __future__ import annotations
 
+import glob
+import os
+
 from sdk_core import DeviceInfo, PowerReading, hookimpl
 
 SDK_CORE_API = 1
 
 
+def driver_present() -> bool:
+    """Device files or the driver's tool: without either there is no NPU to parse for."""
+    on_path = any(os.access(os.path.join(d, "npu-smi"), os.X_OK)
+                  for d in os.environ.get("PATH", "").split(os.pathsep) if d)
+    return on_path or bool(glob.glob("/dev/davinci[0-9]*"))
+
+
 @hookimpl
 def sdk_probe_devices() -> list[DeviceInfo]:
+    if not driver_present():
+        return []
     from ._smi import probe
 
     return probe()

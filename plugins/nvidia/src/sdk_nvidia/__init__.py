@@ -2,13 +2,23 @@
 deep-learning framework; a machine without an NVIDIA driver reports no devices."""
 from __future__ import annotations
 
+import os
+
 from sdk_core import DeviceInfo, MemoryReading, PowerReading, hookimpl
 
 SDK_CORE_API = 1
 
 
+def driver_present() -> bool:
+    """The NVIDIA kernel driver shows itself in /proc and /dev (containers with GPUs included);
+    without it there is nothing for NVML to find, so pynvml is not even imported."""
+    return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidiactl")
+
+
 @hookimpl
 def sdk_probe_devices() -> list[DeviceInfo]:
+    if not driver_present():
+        return []
     from ._nvml import probe
 
     return probe()
