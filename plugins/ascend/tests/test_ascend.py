@@ -28,6 +28,15 @@ def test_910a_table_with_warning_health():
     assert describe([chip])[0].compute_units == 32
 
 
+def test_a3_two_dies_per_npu_unknown_name_gets_no_figures():
+    chips = parse_info((DATA / "npu-smi-info-a3.txt").read_text())
+    assert [(c.npu, c.chip) for c in chips] == [(0, 0), (0, 1)]
+    assert chips[1].power_w is None and chips[1].temperature_c == 36
+    devices = describe(chips)
+    assert devices[0].name == "Ascend910" and devices[1].extra["chip_id"] == 1
+    assert devices[0].peak_flops == {} and devices[0].compute_units is None  # never guessed
+
+
 def test_garbage_gives_no_chips():
     assert parse_info("npu-smi: command failed\n| nothing | here |\n") == []
 

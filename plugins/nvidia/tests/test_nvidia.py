@@ -35,6 +35,11 @@ def test_a100_matches_published_figures():
     assert d.peak_flops["float64"] == pytest.approx(9.7e12, rel=0.01)    # NVIDIA: 9.7 TFLOPS
 
 
+def test_consumer_blackwell_tensor_rate():
+    # RTX 5090: 170 SMs at 2.407 GHz, 419 TFLOPS dense FP16 (half of the 838 sparse figure)
+    assert _arch.peak_flops((12, 0), 170, 2407)["float16"] == pytest.approx(419e12, rel=0.01)
+
+
 def test_unknown_architecture_reports_no_peak_rather_than_a_guess():
     d = describe(0, {**H100, "compute_capability": (99, 0)}, {"driver": "", "cuda": ""})
     assert d.peak_flops == {} and d.compute_units is None

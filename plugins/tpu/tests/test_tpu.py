@@ -5,12 +5,13 @@ import pytest
 from sdk_tpu._detect import probe
 
 
-def tree(tmp_path, pci=(), dev=()):
+def tree(tmp_path, pci=(), dev=(), subsystem="0x0000"):
     for i, device_id in enumerate(pci):
         d = tmp_path / f"sys/bus/pci/devices/0000:00:{4 + i:02x}.0"
         d.mkdir(parents=True)
         (d / "vendor").write_text("0x1ae0\n")
         (d / "device").write_text(f"{device_id}\n")
+        (d / "subsystem_device").write_text(f"{subsystem}\n")
     other = tmp_path / "sys/bus/pci/devices/0000:00:01.0"
     other.mkdir(parents=True)
     (other / "vendor").write_text("0x8086\n")
@@ -39,6 +40,16 @@ def test_v5e_from_vfio_and_environment_only(tmp_path):
 @pytest.mark.parametrize("device_id, name", [("0x0062", "TPU v5p"), ("0x006f", "TPU v6e (Trillium)")])
 def test_generation_from_pci_id(tmp_path, device_id, name):
     assert probe(tree(tmp_path, pci=[device_id]), {})[0].name == name
+
+
+@pytest.mark.parametrize("subsystem, name, hbm", [("0x004e", "TPU v2", 16), ("0x004f", "TPU v3", 32)])
+def test_v2_and_v3_share_a_device_id_and_differ_by_subsystem(tmp_path, subsystem, name, hbm):
+    [d] = probe(tree(tmp_path, pci=["0x0027"], subsystem=subsystem), {})
+    assert d.name == name and d.memory_total == hbm * 2**30
+
+
+def test_unnamed_google_functions_are_not_taken_for_tpus(tmp_path):
+    assert probe(tree(tmp_path, pci=["0x0056"]), {}) == []
 
 
 def test_no_tpu_means_no_devices(tmp_path):

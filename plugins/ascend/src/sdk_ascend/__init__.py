@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import os
 
-from sdk_core import DeviceInfo, PowerReading, hookimpl
+from sdk_core import DeviceInfo, MemoryReading, PowerReading, hookimpl
 
 SDK_CORE_API = 1
 
@@ -27,13 +27,24 @@ def sdk_probe_devices() -> list[DeviceInfo]:
 
 
 @hookimpl
+def sdk_read_memory(device: DeviceInfo) -> MemoryReading | None:
+    if device.kind != "npu":
+        return None
+    from ._smi import chip_now
+
+    chip = chip_now(device.index)
+    if chip is None or chip.hbm_used is None:
+        return None
+    return MemoryReading(used=chip.hbm_used, total=chip.hbm_total, source="npu-smi HBM")
+
+
+@hookimpl
 def sdk_read_power(device: DeviceInfo) -> PowerReading | None:
     if device.kind != "npu":
         return None
-    from ._smi import parse_info, run_smi
+    from ._smi import chip_now
 
-    text = run_smi()
-    chips = parse_info(text) if text else []
-    if device.index >= len(chips) or chips[device.index].power_w is None:
+    chip = chip_now(device.index)
+    if chip is None or chip.power_w is None:
         return None
-    return PowerReading(energy_j=None, power_w=chips[device.index].power_w, source="npu-smi")
+    return PowerReading(energy_j=None, power_w=chip.power_w, source="npu-smi")

@@ -2,7 +2,9 @@
 
 ``npu-smi info`` prints one two-row block per chip: NPU id, name, health, power (W) and
 temperature (C), then chip id, bus id, AI Core use, memory and HBM use ("used / total" MB).
-Peak figures per chip come from Huawei's published Atlas datasheets.
+Peak figures per chip are the commonly quoted FP16 figures (910A and 310 from Huawei's
+product pages; 910B1-B4 from widely cited figures, not confirmed against a datasheet here). A
+name not in the table (e.g. the A3's plain "Ascend910") gets no figures rather than a guess.
 """
 from __future__ import annotations
 
@@ -26,14 +28,15 @@ class ChipSpec:
 
 CHIPS = {  # by the prefix of the name npu-smi prints
     "910B1": ChipSpec(24, 414e12), "910B2": ChipSpec(24, 376e12), "910B3": ChipSpec(20, 313e12),
-    "910B4": ChipSpec(20, 280e12), "910": ChipSpec(32, 256e12), "310P": ChipSpec(8, 70e12),
-    "310": ChipSpec(2, 16e12),
+    "910B4": ChipSpec(20, 280e12), "910A": ChipSpec(32, 256e12), "310P": ChipSpec(8, 70e12),
+    "310": ChipSpec(2, 8e12),
 }
 
 
 @attrs.frozen
 class Chip:
     npu: int
+    chip: int
     name: str
     health: str
     power_w: float | None
@@ -70,7 +73,9 @@ def parse_info(text: str) -> list[Chip]:
         # HBM is the last "used / total" pair; older chips print only the memory pair
         pairs = re.findall(r"\d+\s*/\s*\d+", second[2])
         used, total = _used_total(pairs[-1]) if pairs else (None, None)
-        chips.append(Chip(npu=int(head[0]), name=" ".join(head[1:]), health=first[1],
+        chip_id = second[0].split()[0] if second[0].split() else ""
+        chips.append(Chip(npu=int(head[0]), chip=int(chip_id) if chip_id.isdigit() else 0,
+                          name=" ".join(head[1:]), health=first[1],
                           power_w=_number(values[0]) if values else None,
                           temperature_c=_number(values[1]) if len(values) > 1 else None,
                           bus_id=second[1], hbm_used=used, hbm_total=total))
@@ -90,10 +95,12 @@ def describe(chips: list[Chip], version: str = "") -> list[DeviceInfo]:
         spec = _spec(chip.name)
         free = chip.hbm_total - chip.hbm_used if chip.hbm_total is not None and chip.hbm_used is not None else None
         out.append(DeviceInfo(
-            kind="npu", index=i, vendor="Huawei", name=f"Ascend {chip.name}", memory_total=chip.hbm_total,
+            kind="npu", index=i, vendor="Huawei",
+            name=chip.name if chip.name.startswith("Ascend") else f"Ascend {chip.name}",
+            memory_total=chip.hbm_total,
             memory_free=free, compute_units=spec.ai_cores if spec else None,
             peak_flops={"float16": spec.fp16_flops} if spec else {}, driver=version,
-            extra={"npu_id": chip.npu, "health": chip.health, "bus_id": chip.bus_id,
+            extra={"npu_id": chip.npu, "chip_id": chip.chip, "health": chip.health, "bus_id": chip.bus_id,
                    "power_w": chip.power_w, "temperature_c": chip.temperature_c}))
     return out
 
@@ -106,6 +113,13 @@ def run_smi(timeout: float = 10.0) -> str | None:
         return subprocess.run([tool, "info"], capture_output=True, text=True, timeout=timeout, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def chip_now(index: int) -> Chip | None:
+    """Row ``index`` of ``npu-smi info`` as it reads now, or None."""
+    text = run_smi()
+    chips = parse_info(text) if text else []
+    return chips[index] if index < len(chips) else None
 
 
 def probe(root: str | Path = "/") -> list[DeviceInfo]:

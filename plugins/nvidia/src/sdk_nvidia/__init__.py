@@ -10,9 +10,10 @@ SDK_CORE_API = 1
 
 
 def driver_present() -> bool:
-    """The NVIDIA kernel driver shows itself in /proc and /dev (containers with GPUs included);
-    without it there is nothing for NVML to find, so pynvml is not even imported."""
-    return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidiactl")
+    """The NVIDIA kernel driver shows itself in /proc and /dev (containers with GPUs included;
+    /dev/dxg under WSL2); without it there is nothing for NVML to find, so pynvml is not even
+    imported."""
+    return any(os.path.exists(p) for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg"))
 
 
 @hookimpl

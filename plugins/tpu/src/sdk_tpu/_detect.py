@@ -36,7 +36,8 @@ CHIPS = {
     "v5p": Chip("TPU v5p", 95 * GiB, 459e12, 2),
     "v6e": Chip("TPU v6e (Trillium)", 32 * GiB, 918e12, 1),
 }
-PCI_IDS = {"0x0027": "v3", "0x005e": "v4", "0x0056": "v4", "0x0063": "v5e", "0x0062": "v5p", "0x006f": "v6e"}
+PCI_IDS = {"0x005e": "v4", "0x0063": "v5e", "0x0062": "v5p", "0x006f": "v6e"}
+V2_V3 = {"0x004e": "v2", "0x004f": "v3"}  # both are device 0x0027, told apart by subsystem_device
 ACCELERATOR_TYPES = {"v2": "v2", "v3": "v3", "v4": "v4", "v5litepod": "v5e", "v5e": "v5e", "v5p": "v5p", "v6e": "v6e"}
 
 
@@ -47,12 +48,18 @@ def _read(path: Path) -> str:
         return ""
 
 
+def _generation(dev: Path) -> str | None:
+    if _read(dev / "device") == "0x0027":
+        return V2_V3.get(_read(dev / "subsystem_device"))
+    return PCI_IDS.get(_read(dev / "device"))
+
+
 def pci_chips(root: Path) -> list[str]:
     """Generation of every Google TPU PCI function, in bus order."""
     found = []
     for dev in sorted((root / "sys/bus/pci/devices").glob("*")):
-        if _read(dev / "vendor") == GOOGLE and _read(dev / "device") in PCI_IDS:
-            found.append(PCI_IDS[_read(dev / "device")])
+        if _read(dev / "vendor") == GOOGLE and (generation := _generation(dev)):
+            found.append(generation)
     return found
 
 
