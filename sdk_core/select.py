@@ -14,8 +14,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from .errors import NotAvailableError, SdkError
 from .info import DeviceInfo, FrameworkInfo
 from .manager import PluginManager
@@ -40,13 +38,9 @@ def usable_stacks(manager: PluginManager) -> list[Pair]:
 def _median_step(stack: "Stack", spec: "ModelSpec", batch_size: int, steps: int) -> float:
     import statistics
 
-    rng = np.random.default_rng(0)
-    if spec.input_dtype == "int64":
-        vocab = spec.layers[0].vocab_size  # type: ignore[attr-defined]
-        x = rng.integers(0, vocab, (batch_size,) + spec.input_shape)
-    else:
-        x = rng.standard_normal((batch_size,) + spec.input_shape).astype(np.float32)
-    y = rng.integers(0, spec.output_shape[-1], (batch_size,) + spec.output_shape[:-1])
+    from .bench_run import make_batch
+
+    x, y = make_batch(spec, "cross_entropy", batch_size)
     step = stack.build(spec).train_step()
     float(step(x, y))  # warm-up: compilation is not part of the figure
     times = []

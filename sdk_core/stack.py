@@ -14,7 +14,7 @@ from .manager import PluginManager, get_manager
 from .optim import Optimizer, check_loss
 from .progress import Progress
 from .spec import ModelSpec
-from .weights import load_weights, save_weights
+from .weights import load_weights, read_metadata, save_weights
 
 
 @attrs.define
@@ -100,10 +100,11 @@ class Stack:
         spec = self._need_model()
         return self.manager.get_weights(WeightsRequest(self.framework.name, self.model, spec))
 
-    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+    def set_weights(self, weights: Mapping[str, np.ndarray], what: str = "weights") -> None:
+        """Write canonical weights into the model; ``what`` names them in errors."""
         spec = self._need_model()
         try:
-            spec.check_weights(dict(weights))
+            spec.check_weights(dict(weights), what=what)
         except SpecError as exc:
             raise WeightsError(str(exc)) from None
         weights = {k: np.asarray(v, dtype=self.dtype) for k, v in weights.items()}
@@ -225,17 +226,13 @@ class Stack:
                 self.build(ModelSpec.from_json(meta["spec"]))
             except SpecError as exc:
                 raise WeightsError(f"'{path}' holds an invalid spec: {exc}") from None
-        try:
-            self.spec.check_weights(weights, what=f"weights in '{path}'")  # type: ignore[union-attr]
-        except SpecError as exc:
-            raise WeightsError(str(exc)) from None
-        self.set_weights(weights)
+        self.set_weights(weights, what=f"weights in '{path}'")
         return self
 
 
 def load_spec(path: str) -> ModelSpec:
-    """The spec stored in a weights file."""
-    _, meta = load_weights(path)
+    """The spec stored in a weights file (its header only: no tensor is read)."""
+    meta = read_metadata(path)
     if "spec" not in meta:
         raise WeightsError(f"'{path}' holds no model spec")
     return ModelSpec.from_json(meta["spec"])

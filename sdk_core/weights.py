@@ -45,8 +45,7 @@ def save_weights(path: str | os.PathLike, weights: Mapping[str, np.ndarray],
     atomic_write(path, save(tensors, metadata=meta))
 
 
-def load_weights(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Read a safetensors file: ``(weights, metadata)``. Runs no code from the file."""
+def _read(path: str | os.PathLike, tensors: bool) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     from safetensors import safe_open
 
     path = Path(path)
@@ -55,8 +54,18 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
     try:
         with safe_open(str(path), framework="numpy") as f:
             metadata = dict(f.metadata() or {})
-            weights = {k: f.get_tensor(k) for k in f.keys()}
+            weights = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except Exception as exc:  # SafetensorError and friends: the file is not what it claims
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WeightsError(f"'{path}' is not a valid safetensors file: {reason}") from None
     return weights, metadata
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Read a safetensors file: ``(weights, metadata)``. Runs no code from the file."""
+    return _read(path, tensors=True)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """A safetensors file's string metadata, from its header alone."""
+    return _read(path, tensors=False)[1]
