@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from sdk_core import Optimizer, Stack, zoo
-from sdk_core.estimate import training_flops
+from sdk_core.model.estimate import training_flops
 
 
 def median_time(fn, repeats: int, warmup: int = 3) -> float:

@@ -2,35 +2,51 @@
 framework and accelerator. Frameworks and accelerators are plugins (entry-point group
 ``sdk_core``); importing this package loads none of them.
 
-Plugins import this package for the hook marker and the data classes, so only those load
-eagerly; the model, training and file APIs load on first use (``sdk devices`` stays quick).
+Plugins import this package for the hook marker, the records and ``FrameworkHooks``, so only
+those load eagerly; the model, training and file APIs load on first use (``sdk devices``
+stays quick). The layers inside, from the bottom: ``model`` (framework-neutral), ``plugins``
+(hooks and discovery), ``runtime`` (``Stack``), features (``bench``, ``testing``), ``cli``.
 """
+from __future__ import annotations
+
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import NotAvailableError, PluginError, SdkError, SpecError, WeightsError
-from .info import (BuildRequest, DeviceInfo, FrameworkInfo, MemoryReading, PowerReading,
-                   PredictRequest, StepRequest, WeightsRequest)
-from .manager import API_VERSION, PluginManager, PluginStatus, configure, get_manager
-from .markers import hookimpl
+from .plugins.framework import FrameworkHooks
+from .plugins.manager import PluginManager, PluginStatus, configure, get_manager
+from .plugins.markers import hookimpl
+from .plugins.records import (BuildRequest, DeviceInfo, FrameworkInfo, MemoryReading, PowerReading,
+                              PredictRequest, StepRequest, WeightsRequest)
+from .version import API_VERSION, __version__
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
+    from .model import zoo
+    from .model.data import counting_text, digits
+    from .model.optim import LOSSES, OPTIMIZERS, Optimizer, Schedule
+    from .model.spec import (LAYER_TYPES, Attention, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout,
+                             Embedding, Flatten, GELU, Layer, LayerNorm, MaxPool2D, ModelSpec, Param,
+                             ReLU, Sigmoid, Softmax, Tanh, TransformerBlock)
+    from .model.weights import load_weights, save_weights
+    from .runtime.select import usable_stacks
+    from .runtime.stack import History, Stack, load_spec
 
 _LAZY = {
-    "data": ("counting_text", "digits"),
-    "optim": ("LOSSES", "OPTIMIZERS", "Optimizer", "Schedule"),
-    "spec": ("LAYER_TYPES", "AvgPool2D", "Attention", "BatchNorm", "Conv2D", "Dense", "Dropout",
-             "Embedding", "Flatten", "GELU", "Layer", "LayerNorm", "MaxPool2D", "ModelSpec", "Param",
-             "ReLU", "Sigmoid", "Softmax", "Tanh", "TransformerBlock"),
-    "stack": ("History", "Stack", "load_spec", "usable_stacks"),
-    "weights": ("load_weights", "save_weights"),
+    "model.data": ("counting_text", "digits"),
+    "model.optim": ("LOSSES", "OPTIMIZERS", "Optimizer", "Schedule"),
+    "model.spec": ("LAYER_TYPES", "AvgPool2D", "Attention", "BatchNorm", "Conv2D", "Dense", "Dropout",
+                   "Embedding", "Flatten", "GELU", "Layer", "LayerNorm", "MaxPool2D", "ModelSpec",
+                   "Param", "ReLU", "Sigmoid", "Softmax", "Tanh", "TransformerBlock"),
+    "runtime.stack": ("History", "Stack", "load_spec"),
+    "runtime.select": ("usable_stacks",),
+    "model.weights": ("load_weights", "save_weights"),
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
     if name == "zoo":
-        return importlib.import_module(".zoo", __name__)
+        return importlib.import_module(".model.zoo", __name__)
     if name in _HOME:
         value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
         globals()[name] = value
@@ -39,7 +55,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = sorted([
-    "API_VERSION", "BuildRequest", "DeviceInfo", "FrameworkInfo", "MemoryReading", "NotAvailableError",
-    "PluginError", "PluginManager", "PluginStatus", "PowerReading", "PredictRequest", "SdkError",
-    "SpecError", "StepRequest", "WeightsError", "WeightsRequest", "configure", "get_manager",
-    "hookimpl", "zoo", *_HOME])
+    "API_VERSION", "BuildRequest", "DeviceInfo", "FrameworkHooks", "FrameworkInfo", "MemoryReading",
+    "NotAvailableError", "PluginError", "PluginManager", "PluginStatus", "PowerReading",
+    "PredictRequest", "SdkError", "SpecError", "StepRequest", "WeightsError", "WeightsRequest",
+    "__version__", "configure", "get_manager", "hookimpl", "zoo", *_HOME])

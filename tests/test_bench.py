@@ -14,8 +14,8 @@ import sdk_core
 from sdk_core import (Attention, Conv2D, Dense, DeviceInfo, FrameworkInfo, MemoryReading,
                       ModelSpec, PluginError, PowerReading, SdkError, hookimpl, zoo)
 from sdk_core import bench
-from sdk_core.bench_stats import Latency, Summary, percentile
-from sdk_core.estimate import forward_flops, training_flops
+from sdk_core.bench.stats import Latency, Summary, percentile
+from sdk_core.model.estimate import forward_flops, training_flops
 
 
 def tiny_mlp():
@@ -223,7 +223,7 @@ def test_bad_settings_give_one_line_errors():
 
 
 def test_plot_needs_matplotlib_with_a_clear_error(monkeypatch):
-    from sdk_core import plot
+    from sdk_core.bench import plot
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     with pytest.raises(SdkError, match="^--plot needs matplotlib: pip install matplotlib$"):
@@ -272,7 +272,7 @@ def test_numpy_report_as_text_and_json(numpy_report):
 
 def test_numpy_plot(numpy_report, tmp_path):
     pytest.importorskip("matplotlib", reason="the plot needs matplotlib")
-    from sdk_core.plot import plot_report
+    from sdk_core.bench.plot import plot_report
 
     out = tmp_path / "bench.png"
     plot_report(numpy_report, str(out))

@@ -2,7 +2,7 @@
 import os
 
 import sdk_core
-from sdk_core import cpu
+from sdk_core.plugins import cpu
 
 
 def test_cpu_probe_reports_this_machine():

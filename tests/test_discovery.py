@@ -184,7 +184,7 @@ def train_step(request):
 
 def test_framework_hooks_drive_a_runtime_module(site):
     site.module("toyfw_runtime", TOY_RUNTIME)
-    site.add("sdk-toyfw", "toyfw", "from sdk_core.framework import FrameworkHooks\n"
+    site.add("sdk-toyfw", "toyfw", "from sdk_core import FrameworkHooks\n"
              "plugin = FrameworkHooks('toyfw', 'toyfw_runtime', {'pluggy': ('cpu',)}, priority=3)\n",
              entry="toyfw", target="toyfw:plugin")
     info = _statuses(site)["toyfw"]["framework"]

@@ -1,7 +1,7 @@
 """Every hook spec is named sdk_*, typed and documented (datasette's docs test, adapted)."""
 import inspect
 
-from sdk_core import hookspecs
+from sdk_core.plugins import hookspecs
 
 SPECS = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction)
          if hasattr(f, "sdk_core_spec")]

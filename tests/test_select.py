@@ -3,8 +3,8 @@ import pytest
 
 import sdk_core
 from sdk_core import DeviceInfo, FrameworkInfo, NotAvailableError, hookimpl, zoo
-from sdk_core.estimate import training_bytes
-from sdk_core.select import choose
+from sdk_core.model.estimate import training_bytes
+from sdk_core.runtime.select import choose
 
 
 class Accelerators:

@@ -6,7 +6,7 @@ import pytest
 
 from sdk_core import (Conv2D, Dense, Embedding, Flatten, ModelSpec, Optimizer, ReLU, Schedule,
                       SpecError, TransformerBlock, zoo)
-from sdk_core.spec import LAYER_TYPES
+from sdk_core.model.spec import LAYER_TYPES
 
 
 def test_lenet5_is_the_classic_shape():
@@ -121,7 +121,7 @@ def test_optimizer_and_schedule_validation_and_rates():
 
 
 def test_flop_counts_by_hand():
-    from sdk_core.estimate import forward_flops, training_flops
+    from sdk_core.model.estimate import forward_flops, training_flops
 
     assert forward_flops(ModelSpec(input_shape=(64,), layers=[Dense(32), ReLU(), Dense(10)])) == 2 * (64 * 32 + 32 * 10)
     conv = ModelSpec(input_shape=(3, 8, 8), layers=[Conv2D(4, 3, padding=1)])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from .. import spec as S
-from ..optim import LOSSES, OPTIMIZERS, SCHEDULES, Optimizer, Schedule
+from ..model import spec as S
+from ..model.optim import LOSSES, OPTIMIZERS, SCHEDULES, Optimizer, Schedule
 
 
 @attrs.frozen

@@ -1,4 +1,4 @@
-"""Optimizer updates against the rules of sdk_core/optim.py, written out per element."""
+"""Optimizer updates against the rules of sdk_core/model/optim.py, written out per element."""
 import math
 
 import numpy as np

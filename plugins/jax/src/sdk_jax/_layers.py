@@ -14,7 +14,7 @@ import numpy as np
 from jax import lax
 
 from sdk_core import ModelSpec
-from sdk_core import spec as S
+from sdk_core.model import spec as S
 
 Apply = Callable[..., tuple[jax.Array, dict]]
 

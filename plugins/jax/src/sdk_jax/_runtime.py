@@ -67,7 +67,7 @@ def schedule_fn(base_lr: float, s: Schedule) -> Callable[[jax.Array], jax.Array]
 
 
 def make_optimizer(o: Optimizer) -> optax.GradientTransformation:
-    """optax's optimizers configured to the core's rules (sdk_core/optim.py)."""
+    """optax's optimizers configured to the core's rules (sdk_core/model/optim.py)."""
     lr = o.lr if o.schedule.is_constant else schedule_fn(o.lr, o.schedule)
     if o.name == "sgd":
         tx = optax.sgd(lr, momentum=o.momentum or None, nesterov=o.nesterov)

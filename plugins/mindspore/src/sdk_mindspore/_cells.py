@@ -10,7 +10,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from sdk_core import ModelSpec
-from sdk_core import spec as S
+from sdk_core.model import spec as S
 
 
 def _zeros(*shape: int) -> Tensor:

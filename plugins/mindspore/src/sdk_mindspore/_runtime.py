@@ -1,7 +1,7 @@
 """Device target, weights conversion, the value_and_grad + jit training step and predict.
 
 MindSpore's SGD follows the core's rules at a constant learning rate and is used there. Its
-other built-in optimizers differ from the core's rules (sdk_core/optim.py): Adagrad has
+other built-in optimizers differ from the core's rules (sdk_core/model/optim.py): Adagrad has
 no epsilon (a zero gradient divides 0 by 0) and starts at 0.1, RMSProp puts epsilon inside the
 square root, Adam adds epsilon to the bias-corrected root, AdamWeightDecay skips bias
 correction. So the step applies the core's rules itself, with MindSpore ops, inside the same

@@ -1,5 +1,5 @@
 """sdk-numpy: the NumPy framework plugin, the embedded default and the reference every other
 framework plugin is checked against. Pure NumPy on the CPU."""
-from sdk_core.framework import FrameworkHooks
+from sdk_core import FrameworkHooks
 
 plugin = FrameworkHooks("numpy", "sdk_numpy._model", {"numpy": ("cpu",)}, priority=0)

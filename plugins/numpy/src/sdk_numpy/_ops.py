@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from sdk_core import spec as S
+from sdk_core.model import spec as S
 
 GELU_C = math.sqrt(2.0 / math.pi)
 

@@ -1,4 +1,4 @@
-"""The core's optimizers (sdk_core/optim.py defines the rules), updating arrays in place."""
+"""The core's optimizers (sdk_core/model/optim.py defines the rules), updating arrays in place."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,6 @@
 """sdk-tensorflow: the TensorFlow framework plugin (Keras layers, tf.function steps).
 TensorFlow is imported on first real use (in ``_runtime``), never by discovery."""
-from sdk_core.framework import FrameworkHooks
+from sdk_core import FrameworkHooks
 
 # which distribution provides TensorFlow decides the devices it can drive
 DISTRIBUTIONS = {"tensorflow": ("cpu", "cuda"), "tensorflow-cpu": ("cpu",), "tensorflow-tpu": ("cpu", "tpu"),

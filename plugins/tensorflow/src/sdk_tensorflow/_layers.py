@@ -11,7 +11,7 @@ import math
 from typing import Callable
 
 from sdk_core import ModelSpec
-from sdk_core import spec as S
+from sdk_core.model import spec as S
 
 from ._tf import keras, tf
 

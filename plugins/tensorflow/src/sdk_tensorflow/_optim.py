@@ -1,4 +1,4 @@
-"""Keras optimizers that follow the core's update rules exactly (sdk_core/optim.py).
+"""Keras optimizers that follow the core's update rules exactly (sdk_core/model/optim.py).
 
 Keras' built-in optimizers differ from those rules in small ways that show in the numbers:
 Adam adds epsilon to the bias-corrected root ("epsilon hat"), RMSprop and Adagrad put epsilon

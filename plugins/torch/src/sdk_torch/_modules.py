@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdk_core import ModelSpec
-from sdk_core import spec as S
+from sdk_core.model import spec as S
 
 
 class TokenEmbedding(nn.Embedding):

@@ -10,7 +10,7 @@ import os
 import platform
 from pathlib import Path
 
-from .info import DeviceInfo, MemoryReading, PowerReading
+from .records import DeviceInfo, MemoryReading, PowerReading
 from .markers import hookimpl
 
 SDK_CORE_API = 1

@@ -1,13 +1,25 @@
-"""A dependency-free progress bar on stderr: redrawn in place on a terminal, one line per
-epoch otherwise (logs stay readable)."""
+"""Text for people: a dependency-free progress bar on stderr (redrawn in place on a terminal,
+one line per epoch otherwise, so logs stay readable) and aligned tables."""
 from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """Left-aligned columns under ``headers`` with a dashed rule; ``None`` prints as empty."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 class Progress:
+    """A progress bar over ``total`` units of work labelled ``label``."""
+
     def __init__(self, total: int, label: str, stream: TextIO | None = None, width: int = 28) -> None:
         self.total, self.label, self.width = max(total, 1), label, width
         self.stream = stream or sys.stderr

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .info import BuildRequest, FrameworkInfo, PredictRequest, StepRequest, WeightsRequest
+from .records import BuildRequest, FrameworkInfo, PredictRequest, StepRequest, WeightsRequest
 from .markers import hookimpl
 
 

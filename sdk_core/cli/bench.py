@@ -1,42 +1,17 @@
-"""Hardware evaluation: ``sdk bench`` and the Python API ``sdk_core.bench.run``.
-
-``run(spec, stacks=None, batch_sizes=(1, 8, 32, 128), ...) -> BenchReport`` measures training
-throughput, inference latency and throughput, peak memory, energy and FLOP utilisation on one
-or every usable (framework, device) pair; :mod:`sdk_core.bench_run` documents the protocol.
-
-This module holds only the CLI. The API names are loaded on first use, so every ``sdk``
-command (which registers ``sdk bench``) stays as quick to start as ``sdk devices`` needs.
-"""
+"""``sdk bench``: training and inference measurements on the usable stacks."""
 from __future__ import annotations
 
 import argparse
-import importlib
+import json
 import sys
-from typing import Any
+from pathlib import Path
 
-_API = {"run": "bench_run", "select_stacks": "bench_run", "make_batch": "bench_run",
-        "is_out_of_memory": "bench_run", "BATCH_SIZES": "bench_run",
-        "BenchReport": "bench_results", "StackResult": "bench_results",
-        "BatchResult": "bench_results", "Phase": "bench_results", "Memory": "bench_results",
-        "Energy": "bench_results", "recommend": "bench_results", "format_report": "bench_results",
-        "RECOMMEND_SHARE": "bench_results", "UNAVAILABLE": "bench_results",
-        "Summary": "bench_stats", "Latency": "bench_stats", "percentile": "bench_stats"}
-
-__all__ = sorted(_API) + ["add_command"]
+from ..errors import SdkError
+from ..plugins.manager import get_manager
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _API:
-        raise AttributeError(f"module 'sdk_core.bench' has no attribute '{name}'")
-    return getattr(importlib.import_module(f"sdk_core.{_API[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
-
-
-# -- CLI ----------------------------------------------------------------------------------------
 def _batch_sizes(text: str) -> tuple[int, ...]:
+    """``--batch-sizes 1,8,32`` as a tuple of positive ints."""
     try:
         sizes = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
@@ -47,22 +22,16 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    import json
+def bench(args: argparse.Namespace) -> int:
+    """``sdk bench``: measure every usable stack (or the one named) over a batch sweep."""
+    from ..bench.plot import plot_report, require_matplotlib
+    from ..bench.results import format_report
+    from ..bench.measure import check_settings, run, select_stacks
+    from ..model import zoo
 
-    from .bench_results import format_report
-    from .bench_run import check_settings, run, select_stacks
-    from .cli import _spec
-    from .errors import SdkError
-    from .manager import get_manager
-
-    spec = _spec(args.model, 32)
+    spec = zoo.resolve(args.model)
     check_settings(args.batch_sizes, args.warmup, args.repeats, args.steps, args.min_time)
     if args.plot:  # fail before measuring, not after
-        from pathlib import Path
-
-        from .plot import require_matplotlib
-
         require_matplotlib()
         if not Path(args.plot).resolve().parent.is_dir():
             raise SdkError(f"cannot write the plot '{args.plot}': its directory does not exist")
@@ -77,8 +46,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
                  min_time=args.min_time, seed=args.seed, manager=manager,
                  progress=None if args.json else progress)
     if args.plot:
-        from .plot import plot_report
-
         plot_report(report, args.plot)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -87,8 +54,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``sdk bench`` on the CLI."""
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``sdk bench``."""
     p = subparsers.add_parser("bench", help="measure training and inference on the usable stacks",
                               description="measure training throughput, inference latency, memory, "
                               "energy and FLOP utilisation over a sweep of batch sizes")
@@ -106,4 +73,4 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                    help="seconds per repeat when --steps is not given (default: 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", default=None, help="write a PNG plot (needs matplotlib)")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=bench)

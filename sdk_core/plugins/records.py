@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import attrs
 
 if TYPE_CHECKING:  # at run time only the names are needed: discovery stays light
-    from .optim import Optimizer
-    from .spec import ModelSpec
+    from ..model.optim import Optimizer
+    from ..model.spec import ModelSpec
 
 DTYPES = ("float32", "float64")
 

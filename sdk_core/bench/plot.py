@@ -10,11 +10,11 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from .errors import SdkError
-from .weights import atomic_write
+from ..errors import SdkError
+from ..model.weights import atomic_write
 
 if TYPE_CHECKING:
-    from .bench import BenchReport
+    from .results import BenchReport
 
 
 def require_matplotlib() -> None:

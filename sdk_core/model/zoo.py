@@ -1,11 +1,13 @@
 """Ready-made model specs: MLP, LeNet-5 and a small GPT-style transformer."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-from .errors import SpecError
-from .spec import (Conv2D, Dense, Dropout, Embedding, Flatten, LayerNorm, Layer, MaxPool2D,
-                   ModelSpec, TransformerBlock, LAYER_TYPES)
+from ..errors import SpecError
+from .spec import (LAYER_TYPES, Conv2D, Dense, Dropout, Embedding, Flatten, Layer, LayerNorm,
+                   MaxPool2D, ModelSpec, TransformerBlock)
 
 
 def mlp(input_dim: int = 64, hidden: Sequence[int] = (128, 64), classes: int = 10,
@@ -43,8 +45,23 @@ def gpt(vocab_size: int = 64, max_len: int = 32, dim: int = 64, heads: int = 4,
 ZOO: dict[str, Callable[..., ModelSpec]] = {"mlp": mlp, "lenet5": lenet5, "gpt": gpt}
 
 
-def get(name: str, **kwargs) -> ModelSpec:
+def get(name: str, **kwargs: Any) -> ModelSpec:
     """A zoo model by name."""
     if name not in ZOO:
         raise SpecError(f"unknown model '{name}' (zoo: {', '.join(ZOO)})")
     return ZOO[name](**kwargs)
+
+
+def resolve(model: str, image_size: int = 32) -> ModelSpec:
+    """A spec from a zoo name or a ``.json`` spec file (what ``sdk train --model`` takes).
+
+    ``image_size`` sets LeNet-5's input to ``(1, image_size, image_size)``.
+    """
+    if model.endswith(".json"):
+        path = Path(model)
+        if not path.is_file():
+            raise SpecError(f"spec file '{model}' does not exist")
+        return ModelSpec.from_json(path.read_text())
+    if model == "lenet5":
+        return lenet5(input_shape=(1, image_size, image_size))
+    return get(model)

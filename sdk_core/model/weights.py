@@ -12,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 FORMAT = "sdk_core/1"
 

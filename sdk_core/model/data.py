@@ -1,9 +1,11 @@
-"""Data sets that need no download: scikit-learn's bundled digits, and generated text."""
+"""Data sets that need no download: scikit-learn's bundled digits, generated text, and random
+batches of the right shapes for a spec (for measurements)."""
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import NotAvailableError, SdkError
+from ..errors import NotAvailableError, SdkError
+from .spec import ModelSpec
 
 Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -41,3 +43,21 @@ def counting_text(n: int = 512, length: int = 32, vocab_size: int = 16, seed: in
     start = np.random.default_rng(seed).integers(0, vocab_size, size=(n, 1))
     seq = (start + np.arange(length + 1)) % vocab_size
     return seq[:, :-1].astype(np.int64), seq[:, 1:].astype(np.int64)
+
+
+def make_batch(spec: ModelSpec, loss: str, batch_size: int, dtype: str = "float32",
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random inputs and targets of the right shapes and dtypes for ``spec`` and ``loss``."""
+    rng = np.random.default_rng(seed)
+    shape = (batch_size,) + spec.input_shape
+    if spec.input_dtype == "int64":
+        vocab = spec.layers[0].vocab_size  # type: ignore[attr-defined]
+        x = rng.integers(0, vocab, shape, dtype=np.int64)
+    else:
+        x = rng.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)
+    out = spec.output_shape
+    if loss == "cross_entropy":
+        y = rng.integers(0, out[-1], (batch_size,) + out[:-1], dtype=np.int64)
+    else:
+        y = rng.standard_normal((batch_size,) + out, dtype=np.float32).astype(dtype, copy=False)
+    return x, y

@@ -11,52 +11,41 @@
 """
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import NotAvailableError, SdkError
-from .info import DeviceInfo, FrameworkInfo
-from .manager import PluginManager
+from ..errors import NotAvailableError, SdkError
+from ..plugins.manager import PluginManager, get_manager
+from ..plugins.records import DeviceInfo, FrameworkInfo
 
 if TYPE_CHECKING:  # imported where used: `sdk devices` and `sdk plugins` never need them
-    from .spec import ModelSpec
-    from .stack import Stack
+    from ..model.spec import ModelSpec
 
 POLICIES = ("accelerator", "memory", "fastest")
 Pair = tuple[FrameworkInfo, DeviceInfo]
+StepTimer = Callable[[FrameworkInfo, DeviceInfo, "ModelSpec", int], float]
+"""``(framework, device, spec, batch_size) -> seconds per training step``: what ``fastest``
+measures; :class:`~sdk_core.runtime.stack.Stack` provides it."""
 
 
-def usable_stacks(manager: PluginManager) -> list[Pair]:
+def usable_stacks(manager: PluginManager | None = None) -> list[Pair]:
     """Every (installed framework, probed device) pair the framework can drive, best first
-    by the ``accelerator`` policy."""
+    by the ``accelerator`` policy (the process-wide manager by default)."""
+    manager = manager or get_manager()
     pairs = [(fw, dev) for fw in manager.frameworks().values() if fw.installed
              for dev in manager.devices() if dev.kind in fw.device_kinds]
     return sorted(pairs, key=lambda p: (p[1].kind == "cpu", -p[1].peak_flops.get("float32", 0.0),
                                         -(p[1].memory_free or 0), -p[0].priority, p[1].index))
 
 
-def _median_step(stack: "Stack", spec: "ModelSpec", batch_size: int, steps: int) -> float:
-    import statistics
+def choose(manager: PluginManager, policy: str = "accelerator", spec: ModelSpec | None = None,
+           batch_size: int = 32, device: str | None = None, strict: bool = False,
+           time_step: StepTimer | None = None) -> Pair:
+    """The pair ``Stack.auto()`` uses; see the module docstring for the policies.
 
-    from .bench_run import make_batch
-
-    x, y = make_batch(spec, "cross_entropy", batch_size)
-    step = stack.build(spec).train_step()
-    float(step(x, y))  # warm-up: compilation is not part of the figure
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        float(step(x, y))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def choose(manager: PluginManager, policy: str = "accelerator", spec: "ModelSpec | None" = None,
-           batch_size: int = 32, device: str | None = None, strict: bool = False) -> Pair:
-    """The pair ``Stack.auto()`` uses; see the module docstring for the policies."""
-    from . import zoo
-    from .estimate import training_bytes
-    from .stack import Stack
+    ``time_step`` times a training step on a pair; the ``fastest`` policy needs it."""
+    from ..model import zoo
+    from ..model.estimate import training_bytes
 
     if policy not in POLICIES:
         raise SdkError(f"'policy' must be one of {', '.join(POLICIES)} (got {policy!r})")
@@ -83,7 +72,8 @@ def choose(manager: PluginManager, policy: str = "accelerator", spec: "ModelSpec
                                     f"batch size {batch_size}")
         pairs = fits
     if policy == "fastest" and len(pairs) > 1:
-        timed = [(_median_step(Stack(fw.name, dev.id, manager=manager), spec, batch_size, 5), i)
-                 for i, (fw, dev) in enumerate(pairs)]
+        if time_step is None:
+            raise SdkError("the 'fastest' policy needs a step timer (use Stack.auto)")
+        timed = [(time_step(fw, dev, spec, batch_size), i) for i, (fw, dev) in enumerate(pairs)]
         return pairs[min(timed)[1]]
     return pairs[0]

@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from .errors import SpecError
+from ..errors import SpecError
 
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")

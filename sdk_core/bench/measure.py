@@ -4,7 +4,7 @@ For each (framework, device) pair and each batch size, :func:`run` measures
 
 - training: samples per second (median of the repeats, with lowest, highest and spread);
 - inference: latency percentiles p50 / p95 / p99 per call and samples per second;
-- achieved FLOP/s (:mod:`sdk_core.estimate`) and its share of the device's peak, when the
+- achieved FLOP/s (:mod:`sdk_core.model.estimate`) and its share of the device's peak, when the
   device plugin reports a peak for the dtype;
 - peak memory, read through ``sdk_read_memory`` after ``sdk_reset_peak_memory`` opened a new
   window for the phase (host RSS high-water mark for the cpu; where a plugin cannot reset, the
@@ -24,7 +24,7 @@ per batch size and handed to the step as ``Stack.fit`` does, so host-to-device c
 A batch size that runs out of memory (``MemoryError``, a framework's out-of-memory error) is
 reported as "out of memory" and larger ones as "skipped". The recommended batch size is the
 smallest one whose median training throughput reaches 90 % of the best measured one
-(``bench_results.RECOMMEND_SHARE``): beyond it a larger batch buys little speed for more memory.
+(``sdk_core.bench.results.RECOMMEND_SHARE``): beyond it a larger batch buys little speed for more memory.
 
 Energy comes from the difference of two cumulative readings (``energy_j``) taken right before
 and after the timed repeats, or, for a sensor that gives only instantaneous power, from the mean
@@ -37,19 +37,23 @@ import gc
 import math
 import platform
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
-from .bench_results import BatchResult, BenchReport, Energy, Memory, Phase, StackResult, recommend
-from .bench_stats import Latency, Summary
-from .errors import NotAvailableError, SdkError
+import numpy as np
 
-if TYPE_CHECKING:
-    import numpy as np
-
-    from .info import DeviceInfo, FrameworkInfo
-    from .manager import PluginManager
-    from .optim import Optimizer
-    from .spec import ModelSpec
+from ..errors import NotAvailableError, SdkError
+from ..model.data import make_batch
+from ..model.estimate import forward_flops, training_flops
+from ..model.optim import Optimizer, check_loss
+from ..model.spec import ModelSpec
+from ..plugins.manager import PluginManager, get_manager
+from ..plugins.records import DTYPES, DeviceInfo, FrameworkInfo
+from ..runtime.select import usable_stacks
+from ..runtime.stack import Stack
+from ..version import __version__
+from .results import BatchResult, BenchReport, Energy, Memory, Phase, StackResult, recommend
+from .stats import Latency, Summary
 
 BATCH_SIZES = (1, 8, 32, 128)
 OOM_MARKERS = ("out of memory", "outofmemory", "resource_exhausted", "resourceexhausted",
@@ -77,30 +81,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 # -- measuring ----------------------------------------------------------------------------------
-def make_batch(spec: "ModelSpec", loss: str, batch_size: int, dtype: str = "float32",
-               seed: int = 0) -> tuple["np.ndarray", "np.ndarray"]:
-    """Random inputs and targets of the right shapes and dtypes for ``spec`` and ``loss``."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    shape = (batch_size,) + spec.input_shape
-    if spec.input_dtype == "int64":
-        vocab = spec.layers[0].vocab_size  # type: ignore[attr-defined]
-        x = rng.integers(0, vocab, shape, dtype=np.int64)
-    else:
-        x = rng.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)
-    out = spec.output_shape
-    if loss == "cross_entropy":
-        y = rng.integers(0, out[-1], (batch_size,) + out[:-1], dtype=np.int64)
-    else:
-        y = rng.standard_normal((batch_size,) + out, dtype=np.float32).astype(dtype, copy=False)
-    return x, y
-
-
 class _Meter:
     """Memory and power readings around a timed region (between repeats, never inside one)."""
 
-    def __init__(self, manager: "PluginManager", device: "DeviceInfo") -> None:
+    def __init__(self, manager: PluginManager, device: DeviceInfo) -> None:
         self.manager, self.device = manager, device
 
     def start(self) -> None:
@@ -210,11 +194,9 @@ def _guarded(measure: Callable[[], Phase]) -> Phase:
         gc.collect()
 
 
-def _bench_stack(framework: "FrameworkInfo", device: "DeviceInfo", spec: "ModelSpec",
-                 settings: dict[str, Any], manager: "PluginManager",
+def _bench_stack(framework: FrameworkInfo, device: DeviceInfo, spec: ModelSpec,
+                 settings: dict[str, Any], manager: PluginManager,
                  progress: Callable[[str], None]) -> StackResult:
-    from .estimate import forward_flops, training_flops
-    from .stack import Stack
 
     dtype, loss = settings["dtype"], settings["loss"]
     peak = device.peak_flops.get(dtype)
@@ -246,8 +228,6 @@ def _bench_stack(framework: "FrameworkInfo", device: "DeviceInfo", spec: "ModelS
                           meter, **timing)
 
         def infer() -> Phase:
-            import numpy as np
-
             x, _ = batch_data()
             return _phase("infer", lambda: stack.predict(x, batch_size=batch), np.asarray, batch,
                           forward_flops(spec), peak, meter, **timing)
@@ -278,7 +258,6 @@ def _short(phase: Phase) -> str:
 def check_settings(batch_sizes: Iterable[int], warmup: int, repeats: int, steps: int | None,
                    min_time: float, dtype: str = "float32") -> tuple[int, ...]:
     """The batch sizes sorted and unique, or a one-line :class:`SdkError` naming the setting."""
-    from .info import DTYPES
 
     if dtype not in DTYPES:
         raise SdkError(f"'dtype' must be one of {', '.join(DTYPES)} (got {dtype!r})")
@@ -295,10 +274,9 @@ def check_settings(batch_sizes: Iterable[int], warmup: int, repeats: int, steps:
     return tuple(sorted(set(sizes)))
 
 
-def select_stacks(manager: "PluginManager", framework: str = "all",
-                  device: str = "all") -> list[tuple["FrameworkInfo", "DeviceInfo"]]:
+def select_stacks(manager: PluginManager, framework: str = "all",
+                  device: str = "all") -> list[tuple[FrameworkInfo, DeviceInfo]]:
     """The usable pairs for a framework name (or ``all``) and a device id (or ``all``)."""
-    from .stack import usable_stacks
 
     pairs = usable_stacks(manager)
     if framework != "all":
@@ -315,7 +293,7 @@ def select_stacks(manager: "PluginManager", framework: str = "all",
     return pairs
 
 
-def run(spec: "ModelSpec | Mapping[str, Any]",
+def run(spec: ModelSpec | Mapping[str, Any],
         stacks: Sequence[tuple[str, str]] | None = None,
         batch_sizes: Iterable[int] = BATCH_SIZES, *, steps: int | None = None, warmup: int = 3,
         repeats: int = 5, min_time: float = 0.1, loss: str = "cross_entropy",
@@ -328,11 +306,6 @@ def run(spec: "ModelSpec | Mapping[str, Any]",
     ``steps`` calls per repeat (``None``: enough for ``min_time`` seconds), ``warmup`` untimed
     calls first, ``repeats`` timed repeats. ``progress`` receives one line per batch size.
     """
-    from . import __version__
-    from .estimate import forward_flops, training_flops
-    from .manager import get_manager
-    from .optim import Optimizer, check_loss
-    from .spec import ModelSpec
 
     manager = manager or get_manager()
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)

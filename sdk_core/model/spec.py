@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Iterable
 import attrs
 import numpy as np
 
-from .errors import SpecError
+from ..errors import SpecError
 
 Shape = tuple[int, ...]
 INPUT_DTYPES = ("float32", "int64")

@@ -18,12 +18,12 @@ import attrs
 import numpy as np
 import pluggy
 
+from ..errors import NotAvailableError, PluginError
+from ..version import API_VERSION
 from . import cpu, hookspecs
-from .errors import NotAvailableError, PluginError
-from .info import (BuildRequest, DeviceInfo, FrameworkInfo, MemoryReading, PowerReading,
+from .records import (BuildRequest, DeviceInfo, FrameworkInfo, MemoryReading, PowerReading,
                    PredictRequest, StepRequest, WeightsRequest)
 
-API_VERSION = 1
 GROUP = "sdk_core"
 ENV_AUTOLOAD, ENV_PLUGINS, ENV_BLOCK = "SDK_CORE_AUTOLOAD", "SDK_CORE_PLUGINS", "SDK_CORE_BLOCK"
 

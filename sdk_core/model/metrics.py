@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import SpecError
+from ..errors import SpecError
 from .optim import check_loss
 from .spec import ModelSpec
 

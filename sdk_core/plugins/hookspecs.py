@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import pluggy
 
-from .info import (BuildRequest, DeviceInfo, FrameworkInfo, MemoryReading, PowerReading,
+from .records import (BuildRequest, DeviceInfo, FrameworkInfo, MemoryReading, PowerReading,
                    PredictRequest, StepRequest, WeightsRequest)
 
 hookspec = pluggy.HookspecMarker("sdk_core")
@@ -89,7 +89,7 @@ def sdk_make_predict(request: PredictRequest) -> Callable[[np.ndarray], np.ndarr
 
 @hookspec(firstresult=True)
 def sdk_get_weights(request: WeightsRequest) -> dict[str, np.ndarray] | None:
-    """Read the model's weights in the canonical layout (see :mod:`sdk_core.spec`).
+    """Read the model's weights in the canonical layout (see :mod:`sdk_core.model.spec`).
 
     :param request: framework, model and spec (``weights`` is ``None``).
     :return: ``{canonical name: numpy array}`` with every name of ``spec.layout()``, or

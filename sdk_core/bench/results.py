@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 import attrs
 
-from .bench_stats import Latency, Summary
+from ..runtime.console import table
+from .stats import Latency, Summary
 
 RECOMMEND_SHARE = 0.9
 NOISY = 0.5  # a spread above this is flagged in the text report
@@ -225,8 +226,6 @@ def _row(name: str, batch: int, phase: Phase, width: int) -> list[Any]:
 
 def format_report(report: BenchReport) -> str:
     """Two tables (training, inference), then one recommendation per stack and the notes."""
-    from .cli import table
-
     train_rows, infer_rows, lines, notes = [], [], [], []
     noisy: list[str] = []
     for s in report.stacks:

@@ -1,20 +1,25 @@
 """Stack: one (framework, device) pair that builds, trains, predicts, saves and loads."""
 from __future__ import annotations
 
+import statistics
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 import numpy as np
 
-from . import metrics, select
-from .errors import NotAvailableError, SdkError, SpecError, WeightsError
-from .info import BuildRequest, DeviceInfo, FrameworkInfo, PredictRequest, StepRequest, WeightsRequest
-from .manager import PluginManager, get_manager
-from .optim import Optimizer, check_loss
-from .progress import Progress
-from .spec import ModelSpec
-from .weights import load_weights, read_metadata, save_weights
+from ..errors import NotAvailableError, SdkError, SpecError, WeightsError
+from ..model import metrics
+from ..model.data import make_batch
+from ..model.optim import Optimizer, check_loss
+from ..model.spec import ModelSpec
+from ..model.weights import load_weights, read_metadata, save_weights
+from ..plugins.manager import PluginManager, get_manager
+from ..plugins.records import (BuildRequest, DeviceInfo, FrameworkInfo, PredictRequest, StepRequest,
+                               WeightsRequest)
+from . import select
+from .console import Progress
 
 
 @attrs.define
@@ -28,11 +33,6 @@ class History:
 
     def to_dict(self) -> dict[str, list[float]]:
         return attrs.asdict(self)
-
-
-def usable_stacks(manager: PluginManager | None = None) -> list[tuple[FrameworkInfo, DeviceInfo]]:
-    """Every (installed framework, probed device) pair the framework can drive, best first."""
-    return select.usable_stacks(manager or get_manager())
 
 
 class Stack:
@@ -57,11 +57,28 @@ class Stack:
              device: str | None = None, strict: bool = False,
              manager: PluginManager | None = None) -> "Stack":
         """The best usable pair by ``policy`` (``accelerator``, ``memory`` or ``fastest``; see
-        :mod:`sdk_core.select`), on ``device`` if given. ``strict`` refuses to fall back to
+        :mod:`sdk_core.runtime.select`), on ``device`` if given. ``strict`` refuses to fall back to
         the cpu. The spec is not built: call :meth:`build`."""
         manager = manager or get_manager()
-        fw, dev = select.choose(manager, policy, spec, batch_size, device, strict)
+
+        def time_step(fw: FrameworkInfo, dev: DeviceInfo, spec: ModelSpec, batch: int) -> float:
+            return cls(fw.name, dev.id, manager=manager).build(spec)._median_step(batch, steps=5)
+
+        fw, dev = select.choose(manager, policy, spec, batch_size, device, strict, time_step)
         return cls(fw.name, dev.id, manager=manager)
+
+    def _median_step(self, batch_size: int, steps: int) -> float:
+        """Median seconds of a training step on random data, after one untimed warm-up step
+        (compilation is not part of the figure)."""
+        x, y = make_batch(self._need_model(), "cross_entropy", batch_size)
+        step = self.train_step()
+        float(step(x, y))
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            float(step(x, y))
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
 
     def to(self, framework: str | None = None, device: str | None = None) -> "Stack":
         """A new stack on another framework and/or device holding this model and its current

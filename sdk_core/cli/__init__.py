@@ -1,0 +1,39 @@
+"""The ``sdk`` command: plugins, devices, stacks, doctor, train, predict, bench.
+
+Tables for people, ``--json`` for scripts; on bad input one line on stderr and exit code 1.
+Each module registers one group of subcommands (``add_commands``); plugins add theirs through
+the ``sdk_add_commands`` hook.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..errors import SdkError
+from ..plugins.manager import get_manager
+from . import bench, environment, train
+from .common import Parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sdk`` parser with every built-in and plugin subcommand."""
+    parser = Parser(prog="sdk", description=(__doc__ or "").splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for group in (environment, train, bench):
+        group.add_commands(sub)
+    get_manager().add_commands(sub)  # plugins' own commands; a failing plugin is disabled
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``sdk`` with ``argv`` (default: the process arguments); returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SdkError as exc:
+        print(f"sdk: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sdk: interrupted", file=sys.stderr)
+        return 130

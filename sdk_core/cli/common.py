@@ -1,0 +1,77 @@
+"""What the ``sdk`` subcommands share: the one-line-error parser, output, and choosing a stack
+from the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ..errors import SdkError
+from ..runtime.select import POLICIES
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..model.spec import ModelSpec
+    from ..runtime.stack import Stack
+
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one line on error and exit code 1 (argparse's default is 2 plus usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"sdk: error: {message}\n")
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, func: Any, help: str) -> argparse.ArgumentParser:
+    """A subcommand with ``--json`` whose handler is ``func(args) -> exit code``."""
+    p = sub.add_parser(name, help=help, description=help)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=func)
+    return p
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> int:
+    """Print ``data`` as JSON with ``--json``, else ``text``; exit code 0."""
+    print(json.dumps(data, indent=2, default=str) if args.json else text)
+    return 0
+
+
+def gib(n: int | None) -> str:
+    return "" if n is None else f"{n / 2**30:.1f} GiB"
+
+
+def add_stack_options(p: argparse.ArgumentParser) -> None:
+    """``--framework``, ``--device``, ``--seed``, ``--policy`` and ``--strict``."""
+    p.add_argument("--framework", default="auto", help="framework name, or auto (default)")
+    p.add_argument("--device", default=None, help="device such as cpu or cuda:0")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policy", default="accelerator", choices=POLICIES,
+                   help="how --framework auto chooses (default: accelerator)")
+    p.add_argument("--strict", action="store_true", help="fail rather than fall back to the cpu")
+
+
+def stack_from(args: argparse.Namespace, spec: ModelSpec | None = None) -> Stack:
+    """The stack ``add_stack_options`` describes."""
+    from ..runtime.stack import Stack
+
+    if args.framework == "auto":
+        return Stack.auto(args.policy, spec=spec, device=args.device, strict=args.strict)
+    stack = Stack(args.framework, args.device or "cpu")
+    if args.strict and stack.device.kind == "cpu":
+        raise SdkError(f"strict: {args.framework}/{stack.device.id} is not an accelerator")
+    return stack
+
+
+def digits_for(spec: ModelSpec, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The digits data shaped for ``spec``: (1, N, N) images or flat 64-vectors."""
+    from ..model.data import digits
+
+    if len(spec.input_shape) == 3:
+        if spec.input_shape[1] != spec.input_shape[2] or spec.input_shape[0] != 1:
+            raise SdkError(f"the digits data needs a (1, N, N) input, the model takes {spec.input_shape}")
+        return digits(image_size=spec.input_shape[1], seed=seed)
+    if spec.input_shape != (64,):
+        raise SdkError(f"the digits data needs a (64,) or (1, N, N) input, the model takes {spec.input_shape}")
+    return digits(image_size=None, seed=seed)

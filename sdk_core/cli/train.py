@@ -1,0 +1,95 @@
+"""``sdk train`` and ``sdk predict``: the main job from the command line."""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import SdkError
+from .common import add_command, add_stack_options, digits_for, emit, stack_from
+
+
+def train(args: argparse.Namespace) -> int:
+    """``sdk train``: train a model on the digits data and optionally save it."""
+    from ..model import zoo
+    from ..model.optim import Optimizer
+
+    spec = zoo.resolve(args.model, args.image_size)
+    stack = stack_from(args, spec).build(spec, seed=args.seed)
+    x_train, y_train, x_test, y_test = digits_for(spec, args.seed)
+    optimizer = Optimizer(args.optimizer, lr=args.lr, momentum=args.momentum)
+    if not args.json:
+        print(f"training {spec.name or 'model'} ({spec.param_count():,} parameters) on "
+              f"{stack.framework.name}/{stack.device.id}: {len(x_train)} train, {len(x_test)} test "
+              f"samples, {args.optimizer} lr {args.lr}", file=sys.stderr)
+    history = stack.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                        optimizer=optimizer, seed=args.seed, validation_data=(x_test, y_test),
+                        progress=not args.json)
+    result = stack.evaluate(x_test, y_test)
+    if args.out:
+        stack.save(args.out)
+    data = {"framework": stack.framework.name, "device": stack.device.id, "model": spec.name,
+            "history": history.to_dict(), "test": result, "weights": args.out}
+    text = (f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}"
+            + (f"; weights saved to {args.out}" if args.out else ""))
+    return emit(args, data, text)
+
+
+def predict(args: argparse.Namespace) -> int:
+    """``sdk predict``: run a saved model on .npy inputs or the digits test split."""
+    import numpy as np
+
+    from ..model.weights import atomic_write
+    from ..runtime.stack import load_spec
+
+    spec = load_spec(args.weights)
+    stack = stack_from(args, spec)
+    stack.build(spec).load(args.weights)
+    labels = None
+    if args.input:
+        path = Path(args.input)
+        if not path.is_file():
+            raise SdkError(f"input file '{args.input}' does not exist")
+        try:
+            x = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise SdkError(f"'{args.input}' is not a .npy array file: {exc}") from None
+    else:
+        _, _, x, labels = digits_for(spec, args.seed)
+    out = stack.predict(x)
+    data: dict[str, Any] = {"framework": stack.framework.name, "device": stack.device.id,
+                            "samples": len(x), "weights": args.weights}
+    text = [f"predicted {len(x)} samples with {stack.framework.name}/{stack.device.id} "
+            f"from {args.weights}"]
+    if labels is not None:
+        data["accuracy"] = stack.evaluate(x, labels)["accuracy"]
+        text.append(f"accuracy {data['accuracy']:.4f} on the digits test split")
+    if args.output:
+        buffer = io.BytesIO()
+        np.save(buffer, out)
+        atomic_write(args.output, buffer.getvalue())
+        text.append(f"outputs saved to {args.output}")
+    else:
+        data["classes"] = np.argmax(out, axis=-1).tolist()
+    return emit(args, data, "\n".join(text))
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``train`` and ``predict``."""
+    p = add_command(sub, "train", train, "train a model on the digits data set")
+    add_stack_options(p)
+    p.add_argument("--model", default="lenet5", help="mlp, lenet5, gpt or a spec .json file")
+    p.add_argument("--image-size", type=int, default=32, help="digits image size for lenet5")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--optimizer", default="adam")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--out", default=None, help="save the weights to this .safetensors file")
+    p = add_command(sub, "predict", predict, "run inference from a weights file")
+    add_stack_options(p)
+    p.add_argument("--weights", required=True, help="a .safetensors file saved by sdk")
+    p.add_argument("--input", default=None, help=".npy inputs (default: digits test split)")
+    p.add_argument("--output", default=None, help="save outputs to this .npy file")
