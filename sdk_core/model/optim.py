@@ -20,7 +20,7 @@ over all elements).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -30,6 +30,33 @@ OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 LOSSES = ("cross_entropy", "mse")
 DEFAULT_EPS = {"sgd": 0.0, "adagrad": 1e-10, "rmsprop": 1e-8, "adam": 1e-8, "adamw": 1e-8}
+
+
+class ArrayOps(Protocol):
+    """The array functions :meth:`Schedule.lr_at` needs (numpy, jax.numpy and
+    tf.experimental.numpy have them all)."""
+
+    def floor(self, x: Any, /) -> Any: ...
+    def cos(self, x: Any, /) -> Any: ...
+    def minimum(self, x: Any, y: Any, /) -> Any: ...
+    def maximum(self, x: Any, y: Any, /) -> Any: ...
+    def where(self, condition: Any, x: Any, y: Any, /) -> Any: ...
+
+
+class _PythonOps:
+    """:class:`ArrayOps` on Python numbers (the host-side schedule)."""
+
+    floor = staticmethod(math.floor)
+    cos = staticmethod(math.cos)
+    minimum = staticmethod(min)
+    maximum = staticmethod(max)
+
+    @staticmethod
+    def where(condition: Any, x: Any, y: Any) -> Any:
+        return x if condition else y
+
+
+PYTHON_OPS: ArrayOps = _PythonOps()
 
 
 def _choice(options: tuple[str, ...]):
@@ -78,18 +105,27 @@ class Schedule:
             raise SpecError(f"'total_steps' must exceed 'warmup_steps' for a cosine schedule "
                             f"(got {self.total_steps})")
 
-    def lr_at(self, base_lr: float, step: int) -> float:
-        """The learning rate used by the update numbered ``step`` (0 for the first)."""
-        if step < self.warmup_steps:
-            return base_lr * (step + 1) / self.warmup_steps
-        s = step - self.warmup_steps
+    def lr_at(self, base_lr: float, step: Any, ops: ArrayOps | None = None) -> Any:
+        """The learning rate of the update numbered ``step`` (0 for the first).
+
+        This is the one definition of the schedule. With ``ops=None`` it computes a Python
+        float from an int ``step``; a plugin that needs the rate inside a compiled graph passes
+        its array namespace as ``ops`` (``jax.numpy``, ``tf.experimental.numpy``: anything
+        with ``floor``, ``cos``, ``minimum``, ``maximum`` and ``where``) and a step tensor.
+        """
+        xp: ArrayOps = ops or PYTHON_OPS
+        after = xp.maximum(step - self.warmup_steps, 0)  # warmup's rate replaces what is < 0
         if self.kind == "step":
-            return base_lr * self.gamma ** (s // self.step_size)
-        if self.kind == "cosine":
+            value = base_lr * self.gamma ** xp.floor(after / self.step_size)
+        elif self.kind == "cosine":
             span = self.total_steps - self.warmup_steps
-            s = min(s, span)
-            return self.min_lr + (base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * s / span))
-        return base_lr
+            done = xp.minimum(after, span)
+            value = self.min_lr + (base_lr - self.min_lr) * 0.5 * (1 + xp.cos(math.pi * done / span))
+        else:
+            value = base_lr + 0 * step
+        if self.warmup_steps:
+            value = xp.where(step < self.warmup_steps, base_lr * (step + 1) / self.warmup_steps, value)
+        return value
 
     @property
     def is_constant(self) -> bool:

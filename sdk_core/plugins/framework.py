@@ -13,14 +13,16 @@ use. That module provides::
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
+from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from .records import BuildRequest, FrameworkInfo, PredictRequest, StepRequest, WeightsRequest
+from . import discovery
 from .markers import hookimpl
+from .records import BuildRequest, FrameworkInfo, PredictRequest, StepRequest, WeightsRequest
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class FrameworkHooks:
@@ -45,9 +47,8 @@ class FrameworkHooks:
     @hookimpl
     def sdk_framework_info(self) -> FrameworkInfo:
         for dist, kinds in self.distributions.items():
-            try:
-                version = metadata.version(dist)
-            except metadata.PackageNotFoundError:
+            version = discovery.version(dist)
+            if version is None:
                 continue
             return FrameworkInfo(name=self.name, version=version, device_kinds=kinds, priority=self.priority)
         return FrameworkInfo(name=self.name, version=None, device_kinds=("cpu",), priority=self.priority)

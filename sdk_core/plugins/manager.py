@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from importlib import metadata
 from typing import Any, Callable, Iterable, Mapping
 
 import attrs
@@ -20,7 +19,7 @@ import pluggy
 
 from ..errors import NotAvailableError, PluginError
 from ..version import API_VERSION
-from . import cpu, hookspecs
+from . import cpu, discovery, hookspecs
 from .records import (BuildRequest, DeviceInfo, FrameworkInfo, MemoryReading, PowerReading,
                    PredictRequest, StepRequest, WeightsRequest)
 
@@ -74,10 +73,10 @@ class PluginManager:
 
     # -- discovery ------------------------------------------------------------------------
     def _load_entry_points(self) -> None:
-        for ep in metadata.entry_points(group=GROUP):
+        for ep in discovery.entry_points(GROUP):
             if ep.name in self._status:
                 continue
-            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ""
+            dist = ep.dist_label
             if ep.name in self.blocked:
                 self._status[ep.name] = PluginStatus(ep.name, dist, "blocked", "blocked by configuration")
                 continue

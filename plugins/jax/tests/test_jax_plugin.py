@@ -24,7 +24,7 @@ def test_device_mapping():
 @pytest.mark.parametrize("schedule", [Schedule("step", warmup_steps=2, step_size=3, gamma=0.5),
                                       Schedule("cosine", warmup_steps=3, total_steps=10, min_lr=0.01)])
 def test_optax_schedule_equals_the_core_schedule(schedule):
-    from sdk_jax._runtime import schedule_fn
+    from sdk_jax._optim import schedule_fn
 
     fn = schedule_fn(0.1, schedule)
     got = [float(fn(jax.numpy.asarray(t))) for t in range(14)]

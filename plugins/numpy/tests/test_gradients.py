@@ -5,8 +5,8 @@ import pytest
 from sdk_core import (Attention, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Embedding, Flatten,
                       GELU, LayerNorm, MaxPool2D, ModelSpec, ReLU, Sigmoid, Softmax, Tanh,
                       TransformerBlock)
-from sdk_numpy._losses import cross_entropy, mse
-from sdk_numpy._model import NumpyModel
+from sdk_numpy._layers import cross_entropy, mse
+from sdk_numpy._runtime import NumpyModel
 
 EPS = 1e-6
 TOL = 1e-6

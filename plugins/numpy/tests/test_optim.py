@@ -76,7 +76,7 @@ def test_float32_parameters_stay_float32():
 
 def test_buffers_are_not_trained():
     from sdk_core import BatchNorm, Dense, ModelSpec
-    from sdk_numpy._model import NumpyModel
+    from sdk_numpy._runtime import NumpyModel
 
     model = NumpyModel(ModelSpec(input_shape=(3,), layers=[BatchNorm(), Dense(2)]))
     assert model.trainable == ["0.weight", "0.bias", "1.weight", "1.bias"]

@@ -71,7 +71,7 @@ def test_float64_steps_follow_the_reference_closely():
 
 def test_keras_sgd_where_it_follows_the_core_rule():
     from sdk_tensorflow._optim import CoreOptimizer, make_optimizer
-    from sdk_tensorflow._tf import keras
+    from sdk_tensorflow._framework import keras
 
     assert type(make_optimizer(Optimizer("sgd", momentum=0.9, nesterov=True), "float32")) is keras.optimizers.SGD
     assert type(make_optimizer(Optimizer("sgd", schedule=Schedule("step")), "float32")) is keras.optimizers.SGD

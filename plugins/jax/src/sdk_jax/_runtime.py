@@ -1,4 +1,4 @@
-"""The JAX model holder, optax optimizers and the jit-compiled step and predict functions."""
+"""The JAX model holder and the jit-compiled step and predict functions."""
 from __future__ import annotations
 
 from functools import partial
@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sdk_core import BuildRequest, DeviceInfo, Optimizer, Schedule, StepRequest
+from sdk_core import BuildRequest, DeviceInfo, StepRequest
 
 from ._layers import model_fn
+from ._optim import make_optimizer
 
 PLATFORMS = {"cpu": "cpu", "cuda": "gpu", "tpu": "tpu"}
 
@@ -45,41 +46,6 @@ class JaxModel:
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {k: np.array(v) for k, v in {**self.params, **self.state}.items()}
-
-
-def schedule_fn(base_lr: float, s: Schedule) -> Callable[[jax.Array], jax.Array]:
-    """``Schedule.lr_at`` as an optax schedule (a function of the update count)."""
-    def lr(count):
-        t = count.astype(jnp.float32)
-        after = t - s.warmup_steps
-        if s.kind == "step":
-            value = base_lr * s.gamma ** jnp.floor(after / s.step_size)
-        elif s.kind == "cosine":
-            span = s.total_steps - s.warmup_steps
-            done = jnp.clip(after, 0, span)
-            value = s.min_lr + (base_lr - s.min_lr) * 0.5 * (1 + jnp.cos(jnp.pi * done / span))
-        else:
-            value = jnp.asarray(base_lr, jnp.float32)
-        if s.warmup_steps:
-            value = jnp.where(t < s.warmup_steps, base_lr * (t + 1) / s.warmup_steps, value)
-        return value
-    return lr
-
-
-def make_optimizer(o: Optimizer) -> optax.GradientTransformation:
-    """optax's optimizers configured to the core's rules (sdk_core/model/optim.py)."""
-    lr = o.lr if o.schedule.is_constant else schedule_fn(o.lr, o.schedule)
-    if o.name == "sgd":
-        tx = optax.sgd(lr, momentum=o.momentum or None, nesterov=o.nesterov)
-    elif o.name == "adagrad":
-        tx = optax.adagrad(lr, initial_accumulator_value=0.0, eps=o.eps)
-    elif o.name == "rmsprop":
-        tx = optax.rmsprop(lr, decay=o.rho, eps=o.eps, eps_in_sqrt=False)
-    elif o.name == "adamw":
-        return optax.adamw(lr, b1=o.beta1, b2=o.beta2, eps=o.eps, weight_decay=o.weight_decay)
-    else:
-        tx = optax.adam(lr, b1=o.beta1, b2=o.beta2, eps=o.eps)
-    return optax.chain(optax.add_decayed_weights(o.weight_decay), tx) if o.weight_decay else tx
 
 
 def loss_fn(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:

@@ -1,11 +1,7 @@
 """Device target, weights conversion, the value_and_grad + jit training step and predict.
 
-MindSpore's SGD follows the core's rules at a constant learning rate and is used there. Its
-other built-in optimizers differ from the core's rules (sdk_core/model/optim.py): Adagrad has
-no epsilon (a zero gradient divides 0 by 0) and starts at 0.1, RMSProp puts epsilon inside the
-square root, Adam adds epsilon to the bias-corrected root, AdamWeightDecay skips bias
-correction. So the step applies the core's rules itself, with MindSpore ops, inside the same
-jit-compiled graph as the forward and backward passes.
+The optimizer update (``_optim``) runs inside the same jit-compiled graph as the forward and
+backward passes; the learning rate of each step comes from the core's schedule.
 """
 from __future__ import annotations
 
@@ -14,11 +10,12 @@ from typing import Callable, Mapping
 
 import mindspore as ms
 import numpy as np
-from mindspore import Parameter, Tensor, nn, ops
+from mindspore import Tensor, ops
 
 from sdk_core import BuildRequest, DeviceInfo, StepRequest
 
-from ._cells import build as build_cells, canonical_names
+from ._layers import build as build_cells, canonical_names
+from ._optim import core_rule, native_sgd
 
 TARGETS = {"cpu": "CPU", "cuda": "GPU", "npu": "Ascend"}
 _target: list[str] = []
@@ -77,9 +74,6 @@ class MsModel:
             param.set_data(Tensor(np.ascontiguousarray(value.T if transposed else value, np.float32)))
 
 
-SLOTS = {"sgd": ("buf",), "adagrad": ("sum",), "rmsprop": ("v",), "adam": ("m", "v"), "adamw": ("m", "v")}
-
-
 def cross_entropy(out, y):
     return ops.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
 
@@ -92,20 +86,14 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], Tenso
     model: MsModel = request.model
     net, o = model.net, request.optimizer
     params = net.trainable_params()
-    names = SLOTS[o.name] if o.name != "sgd" or o.momentum else ()
-    slots = {n: [Parameter(ops.zeros_like(p), name=f"{n}.{p.name}", requires_grad=False) for p in params]
-             for n in names}
     loss_of = cross_entropy if request.loss == "cross_entropy" else mse
 
     def forward(x, y):  # MindSpore's graph parser wants functions, not inline lambdas
         return loss_of(net(x), y)
 
     grad_fn = ms.value_and_grad(forward, None, params)
-    native = None
-    if o.name == "sgd" and o.schedule.is_constant and params:
-        # MindSpore's own SGD follows the core rule at a constant learning rate
-        native = nn.SGD(params, learning_rate=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                        weight_decay=o.weight_decay)
+    native = native_sgd(o, params)
+    apply_rule = core_rule(o, params) if native is None else None
 
     @ms.jit
     def update_native(x, y, scalars):
@@ -115,30 +103,8 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], Tenso
 
     @ms.jit
     def update(x, y, scalars):
-        lr, bc1, bc2 = scalars[0], scalars[1], scalars[2]
         loss, grads = grad_fn(x, y)
-        for i, (p, g) in enumerate(zip(params, grads)):
-            if o.weight_decay and o.name != "adamw":
-                g = g + o.weight_decay * p
-            if o.name == "sgd":
-                if o.momentum:
-                    buf = slots["buf"][i]
-                    ops.assign(buf, o.momentum * buf + g)
-                    g = g + o.momentum * buf if o.nesterov else buf
-                ops.assign(p, p - lr * g)
-            elif o.name == "adagrad":
-                ops.assign(slots["sum"][i], slots["sum"][i] + g * g)
-                ops.assign(p, p - lr * g / (ops.sqrt(slots["sum"][i]) + o.eps))
-            elif o.name == "rmsprop":
-                ops.assign(slots["v"][i], o.rho * slots["v"][i] + (1 - o.rho) * g * g)
-                ops.assign(p, p - lr * g / (ops.sqrt(slots["v"][i]) + o.eps))
-            else:
-                if o.name == "adamw" and o.weight_decay:
-                    ops.assign(p, p * (1 - lr * o.weight_decay))
-                m, v = slots["m"][i], slots["v"][i]
-                ops.assign(m, o.beta1 * m + (1 - o.beta1) * g)
-                ops.assign(v, o.beta2 * v + (1 - o.beta2) * g * g)
-                ops.assign(p, p - lr * (m / bc1) / (ops.sqrt(v / bc2) + o.eps))
+        apply_rule(grads, scalars[0], scalars[1], scalars[2])
         return loss
 
     run = update_native if native is not None else update

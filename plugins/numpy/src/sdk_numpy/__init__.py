@@ -2,4 +2,4 @@
 framework plugin is checked against. Pure NumPy on the CPU."""
 from sdk_core import FrameworkHooks
 
-plugin = FrameworkHooks("numpy", "sdk_numpy._model", {"numpy": ("cpu",)}, priority=0)
+plugin = FrameworkHooks("numpy", "sdk_numpy._runtime", {"numpy": ("cpu",)}, priority=0)

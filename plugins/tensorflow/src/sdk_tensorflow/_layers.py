@@ -13,7 +13,7 @@ from typing import Callable
 from sdk_core import ModelSpec
 from sdk_core.model import spec as S
 
-from ._tf import keras, tf
+from ._framework import keras, tf
 
 
 class BatchNorm(keras.layers.Layer):

@@ -10,36 +10,25 @@ learning-rate schedule and the slot variables) and implements the rules in ``upd
 """
 from __future__ import annotations
 
-import math
-
 from sdk_core import Optimizer
 
-from ._tf import keras, tf
+from ._framework import keras, tf
+
+tnp = tf.experimental.numpy
 
 ops = keras.ops
 
 
 class CoreSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """``Optimizer.lr_at`` in TensorFlow ops on Keras' iteration counter, in float64 (the
-    update casts it to the weights' dtype, as the reference does)."""
+    """The core's schedule (``Schedule.lr_at``, evaluated with TensorFlow's numpy ops) on
+    Keras' iteration counter, in float64 (the update casts it to the weights' dtype, as the
+    reference does)."""
 
     def __init__(self, rule: Optimizer) -> None:
         self.rule, self.base_lr, self.s = rule, rule.lr, rule.schedule
 
     def __call__(self, step):
-        s, lr0, t = self.s, self.base_lr, tf.cast(step, tf.float64)
-        after = t - s.warmup_steps
-        if s.kind == "step":
-            lr = lr0 * tf.pow(tf.constant(s.gamma, tf.float64), tf.floor(after / s.step_size))
-        elif s.kind == "cosine":
-            span = s.total_steps - s.warmup_steps
-            done = tf.clip_by_value(after, 0.0, float(span))
-            lr = s.min_lr + (lr0 - s.min_lr) * 0.5 * (1 + tf.cos(math.pi * done / span))
-        else:
-            lr = tf.constant(lr0, tf.float64)
-        if s.warmup_steps:
-            lr = tf.where(t < s.warmup_steps, lr0 * (t + 1) / s.warmup_steps, lr)
-        return lr
+        return tf.cast(self.s.lr_at(self.base_lr, tf.cast(step, tf.float64), tnp), tf.float64)
 
     def get_config(self):
         return {"optimizer": self.rule.to_dict()}

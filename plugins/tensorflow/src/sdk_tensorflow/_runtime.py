@@ -9,7 +9,7 @@ from sdk_core import BuildRequest, DeviceInfo, NotAvailableError, StepRequest
 
 from ._layers import SpecModel, variables
 from ._optim import make_optimizer
-from ._tf import tf
+from ._framework import tf
 
 KINDS = {"cpu": "CPU", "cuda": "GPU", "tpu": "TPU"}
 

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sdk_core import BuildRequest, DeviceInfo, Optimizer, StepRequest
+from sdk_core import BuildRequest, DeviceInfo, StepRequest
 
-from . import _modules
+from . import _layers
+from ._optim import make_optimizer
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -40,8 +41,8 @@ class TorchModel:
     def __init__(self, request: BuildRequest) -> None:
         torch.manual_seed(request.seed)
         self.device, self.dtype = torch_device(request.device), DTYPES[request.dtype]
-        self.module = _modules.build(request.spec).to(self.device, self.dtype)
-        self.transposed = _modules.linear_weights(self.module)
+        self.module = _layers.build(request.spec).to(self.device, self.dtype)
+        self.transposed = _layers.linear_weights(self.module)
         self.tokens = request.spec.input_dtype == "int64"
 
     def tensor(self, x: np.ndarray) -> torch.Tensor:
@@ -69,24 +70,6 @@ class TorchModel:
         for name, value in weights.items():
             value = value.T if name in self.transposed else value
             state[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
-
-
-def make_optimizer(opt: Optimizer, params) -> tuple[torch.optim.Optimizer, Any]:
-    """torch.optim's optimizers follow the core's rules as they are; the schedule is a LambdaLR."""
-    if opt.name == "sgd":
-        native = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
-                                 weight_decay=opt.weight_decay)
-    elif opt.name == "adagrad":
-        native = torch.optim.Adagrad(params, lr=opt.lr, eps=opt.eps, weight_decay=opt.weight_decay)
-    elif opt.name == "rmsprop":
-        native = torch.optim.RMSprop(params, lr=opt.lr, alpha=opt.rho, eps=opt.eps, weight_decay=opt.weight_decay)
-    else:
-        cls = torch.optim.AdamW if opt.name == "adamw" else torch.optim.Adam
-        native = cls(params, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, weight_decay=opt.weight_decay)
-    schedule = None
-    if not opt.schedule.is_constant:
-        schedule = torch.optim.lr_scheduler.LambdaLR(native, lambda t: opt.lr_at(t) / opt.lr)
-    return native, schedule
 
 
 def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The NumPy model: canonical weights in a dict and one op per layer."""
+"""The NumPy model (canonical weights in a dict, one op per layer), its training step and predict."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -7,8 +7,7 @@ import numpy as np
 
 from sdk_core import BuildRequest, ModelSpec, Optimizer, StepRequest
 
-from ._losses import LOSSES
-from ._ops import make_op
+from ._layers import LOSSES, make_op
 from ._optim import Updater
 
 
