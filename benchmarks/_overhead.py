@@ -10,12 +10,13 @@ the core ``Optimizer`` the native loop mirrors with its framework's own optimize
 ``epoch(x, y, order, batch) -> list of per-batch losses`` trains one epoch over the batches
 ``order[s:s + batch]`` and returns the losses as floats.
 """
+
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -30,8 +31,9 @@ def _data(spec):
     return digits(image_size=None)[:2]
 
 
-def compare(framework: str, make_native: Callable[..., Epoch], model: str, rounds: int,
-            batch: int, optimizer: Optimizer) -> dict:
+def compare(
+    framework: str, make_native: Callable[..., Epoch], model: str, rounds: int, batch: int, optimizer: Optimizer
+) -> dict:
     spec = zoo.get(model)
     x, y = _data(spec)
     n = len(x)
@@ -55,33 +57,46 @@ def compare(framework: str, make_native: Callable[..., Epoch], model: str, round
             (dn, losses), (ds, stack_loss) = run_native(), run_stack()
         else:
             (ds, stack_loss), (dn, losses) = run_stack(), run_native()
-        sizes = [len(order[s:s + batch]) for s in range(0, n, batch)]
-        native_loss = sum(l * k for l, k in zip(losses, sizes)) / n
+        sizes = [len(order[s : s + batch]) for s in range(0, n, batch)]
+        native_loss = sum(l * k for l, k in zip(losses, sizes, strict=True)) / n
         diffs.append(abs(stack_loss - native_loss))
         if r:
             t_stack.append(ds)
             t_native.append(dn)
             ratios.append(ds / dn)
     steps = len(range(0, n, batch))
-    return {"model": model, "steps": steps, "stack_ms": 1e3 * statistics.median(t_stack) / steps,
-            "native_ms": 1e3 * statistics.median(t_native) / steps,
-            "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-            "max_loss_diff": max(diffs)}
+    return {
+        "model": model,
+        "steps": steps,
+        "stack_ms": 1e3 * statistics.median(t_stack) / steps,
+        "native_ms": 1e3 * statistics.median(t_native) / steps,
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "max_loss_diff": max(diffs),
+    }
 
 
-def main(framework: str, make_native: Callable[..., Epoch], optimizer: Optimizer = Optimizer("adam")) -> None:
+def main(framework: str, make_native: Callable[..., Epoch], optimizer: Optimizer | None = None) -> None:
+    optimizer = optimizer or Optimizer("adam")
     parser = argparse.ArgumentParser(description=f"Stack.fit vs a native {framework} loop")
     parser.add_argument("--models", default="mlp,lenet5")
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
-    print(f"{framework}: Stack.fit vs hand-written loop, digits, batch {args.batch}, {optimizer.name} "
-          f"lr {optimizer.lr} momentum {optimizer.momentum}, "
-          f"{args.rounds - 1} interleaved epoch pairs (goal: median pair ratio <= 1.02, "
-          f"loss equal to 5 decimals)")
-    print(f"{'model':8} {'steps':>5} {'stack ms/step':>14} {'native ms/step':>15} {'ratio':>6} "
-          f"{'min-max':>13} {'max loss diff':>14}")
+    print(
+        f"{framework}: Stack.fit vs hand-written loop, digits, batch {args.batch}, {optimizer.name} "
+        f"lr {optimizer.lr} momentum {optimizer.momentum}, "
+        f"{args.rounds - 1} interleaved epoch pairs (goal: median pair ratio <= 1.02, "
+        f"loss equal to 5 decimals)"
+    )
+    print(
+        f"{'model':8} {'steps':>5} {'stack ms/step':>14} {'native ms/step':>15} {'ratio':>6} "
+        f"{'min-max':>13} {'max loss diff':>14}"
+    )
     for model in args.models.split(","):
         r = compare(framework, make_native, model, args.rounds, args.batch, optimizer)
-        print(f"{r['model']:8} {r['steps']:5d} {r['stack_ms']:14.3f} {r['native_ms']:15.3f} "
-              f"{r['ratio']:6.3f} {r['ratio_min']:6.3f}-{r['ratio_max']:<6.3f} {r['max_loss_diff']:14.2e}")
+        print(
+            f"{r['model']:8} {r['steps']:5d} {r['stack_ms']:14.3f} {r['native_ms']:15.3f} "
+            f"{r['ratio']:6.3f} {r['ratio_min']:6.3f}-{r['ratio_max']:<6.3f} {r['max_loss_diff']:14.2e}"
+        )

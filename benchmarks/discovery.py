@@ -9,6 +9,7 @@ editable install or ``PYTHONDONTWRITEBYTECODE=1`` does not charge compilation to
 
     python benchmarks/discovery.py [--repeats 11] [--as-is]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,24 +47,28 @@ def measure(repeats: int, env: dict[str, str]) -> tuple[list[float], list[float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--as-is", action="store_true",
-                        help="keep the environment's bytecode settings")
+    parser.add_argument("--as-is", action="store_true", help="keep the environment's bytecode settings")
     args = parser.parse_args()
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="sdk-pycache-") as cache:
         if not args.as_is:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = cache
-        plugins = json.loads(subprocess.run(SDK + ["plugins", "--json"], check=True, env=env,
-                                            capture_output=True, text=True).stdout)
+        plugins = json.loads(
+            subprocess.run(SDK + ["plugins", "--json"], check=True, env=env, capture_output=True, text=True).stdout
+        )
         devices, baseline = measure(args.repeats, env)
     d, b = statistics.median(devices), statistics.median(baseline)
     print("plugins: " + ", ".join(f"{p['name']} ({p['status']})" for p in plugins))
     print(f"bytecode: {'as the environment has it' if args.as_is else 'compiled (as installed)'}")
-    print(f"sdk devices                       {d * 1e3:7.1f} ms  (median of {args.repeats}, "
-          f"{min(devices) * 1e3:.1f}-{max(devices) * 1e3:.1f})")
-    print(f"python -c 'import pluggy, numpy'  {b * 1e3:7.1f} ms  (median of {args.repeats}, "
-          f"{min(baseline) * 1e3:.1f}-{max(baseline) * 1e3:.1f})")
+    print(
+        f"sdk devices                       {d * 1e3:7.1f} ms  (median of {args.repeats}, "
+        f"{min(devices) * 1e3:.1f}-{max(devices) * 1e3:.1f})"
+    )
+    print(
+        f"python -c 'import pluggy, numpy'  {b * 1e3:7.1f} ms  (median of {args.repeats}, "
+        f"{min(baseline) * 1e3:.1f}-{max(baseline) * 1e3:.1f})"
+    )
     print(f"ratio {d / b:.2f} (goal <= {GOAL}): {'met' if d / b <= GOAL else 'over the goal'}")
 
 

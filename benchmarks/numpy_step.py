@@ -4,6 +4,7 @@ plugin's whole step (im2col, element-wise work, optimizer) is from raw BLAS thro
 
     python benchmarks/numpy_step.py [--batch 32] [--repeats 30]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,10 @@ def main() -> None:
         a, b = matmul_of(flops)
         real_flops = 2 * a.shape[0] ** 3
         t_mm = median_time(lambda: a @ b, args.repeats) * flops / real_flops
-        print(f"{spec.name:8} {args.batch:5d} {t_step * 1e3:9.3f} {flops / t_step / 1e9:8.2f} "
-              f"{t_mm * 1e3:10.3f} {flops / t_mm / 1e9:8.2f} {t_step / t_mm:6.2f}")
+        print(
+            f"{spec.name:8} {args.batch:5d} {t_step * 1e3:9.3f} {flops / t_step / 1e9:8.2f} "
+            f"{t_mm * 1e3:10.3f} {flops / t_mm / 1e9:8.2f} {t_step / t_mm:6.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Stack.fit on the JAX plugin vs a hand-written JAX + optax loop (see _overhead.py).
 
-    python benchmarks/overhead_jax.py [--models mlp,lenet5] [--rounds 12] [--batch 32]
+python benchmarks/overhead_jax.py [--models mlp,lenet5] [--rounds 12] [--batch 32]
 """
+
 import sys
 from pathlib import Path
 
@@ -11,11 +12,12 @@ import optax
 from jax import lax
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _overhead import main  # noqa: E402
+from _overhead import main
 
 
 def forward(params, x, model):
     """The network written by hand in JAX, as a JAX user would."""
+
     def dense(i, h):
         return h @ params[f"{i}.weight"] + params[f"{i}.bias"]
 
@@ -23,8 +25,9 @@ def forward(params, x, model):
         return dense(4, jax.nn.relu(dense(2, jax.nn.relu(dense(0, x)))))
 
     def conv(i, h):
-        y = lax.conv_general_dilated(h, params[f"{i}.weight"], (1, 1), "VALID",
-                                     dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        y = lax.conv_general_dilated(
+            h, params[f"{i}.weight"], (1, 1), "VALID", dimension_numbers=("NCHW", "OIHW", "NCHW")
+        )
         return jax.nn.relu(y + params[f"{i}.bias"][None, :, None, None])
 
     def pool(h):
@@ -44,6 +47,7 @@ def make_native(spec, weights, optimizer):
     def update(params, opt_state, x, y):
         def loss_fn(p):
             return optax.softmax_cross_entropy_with_integer_labels(forward(p, x, spec.name), y).mean()
+
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
@@ -51,7 +55,7 @@ def make_native(spec, weights, optimizer):
     def epoch(x, y, order, batch):
         losses = []
         for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
+            idx = order[s : s + batch]
             state[0], state[1], loss = update(state[0], state[1], x[idx], y[idx])
             losses.append(loss)
         return [float(l) for l in losses]

@@ -1,7 +1,8 @@
 """Stack.fit on the MindSpore plugin vs a hand-written MindSpore loop (see _overhead.py).
 
-    python benchmarks/overhead_mindspore.py [--models mlp,lenet5] [--rounds 12] [--batch 32]
+python benchmarks/overhead_mindspore.py [--models mlp,lenet5] [--rounds 12] [--batch 32]
 """
+
 import sys
 from pathlib import Path
 
@@ -10,18 +11,31 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _overhead import main  # noqa: E402
-from sdk_core import Optimizer  # noqa: E402
+from _overhead import main
+
+from sdk_core import Optimizer
 
 
 def native_model(name: str) -> nn.SequentialCell:
     """The network written by hand in MindSpore, as a MindSpore user would."""
     if name == "mlp":
         return nn.SequentialCell([nn.Dense(64, 128), nn.ReLU(), nn.Dense(128, 64), nn.ReLU(), nn.Dense(64, 10)])
-    return nn.SequentialCell([
-        nn.Conv2d(1, 6, 5, pad_mode="valid", has_bias=True), nn.ReLU(), nn.MaxPool2d(2, 2),
-        nn.Conv2d(6, 16, 5, pad_mode="valid", has_bias=True), nn.ReLU(), nn.MaxPool2d(2, 2),
-        nn.Flatten(), nn.Dense(400, 120), nn.ReLU(), nn.Dense(120, 84), nn.ReLU(), nn.Dense(84, 10)])
+    return nn.SequentialCell(
+        [
+            nn.Conv2d(1, 6, 5, pad_mode="valid", has_bias=True),
+            nn.ReLU(),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(6, 16, 5, pad_mode="valid", has_bias=True),
+            nn.ReLU(),
+            nn.MaxPool2d(2, 2),
+            nn.Flatten(),
+            nn.Dense(400, 120),
+            nn.ReLU(),
+            nn.Dense(120, 84),
+            nn.ReLU(),
+            nn.Dense(84, 10),
+        ]
+    )
 
 
 def make_native(spec, weights, optimizer):
@@ -44,8 +58,10 @@ def make_native(spec, weights, optimizer):
 
     def epoch(x, y, order, batch):
         net.set_train(True)
-        losses = [update(Tensor(x[order[s:s + batch]]), Tensor(y[order[s:s + batch]].astype(np.int32)))
-                  for s in range(0, len(order), batch)]
+        losses = [
+            update(Tensor(x[order[s : s + batch]]), Tensor(y[order[s : s + batch]].astype(np.int32)))
+            for s in range(0, len(order), batch)
+        ]
         return [float(l) for l in losses]
 
     return epoch

@@ -1,18 +1,20 @@
 """Stack.fit on the TensorFlow plugin vs a hand-written TensorFlow loop (see _overhead.py).
 
-    python benchmarks/overhead_tensorflow.py [--models mlp,lenet5] [--rounds 12] [--batch 32]
+python benchmarks/overhead_tensorflow.py [--models mlp,lenet5] [--rounds 12] [--batch 32]
 """
+
 import os
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _overhead import main  # noqa: E402
-from sdk_core import Optimizer  # noqa: E402
+from _overhead import main
+
+from sdk_core import Optimizer
 
 L = keras.layers
 
@@ -23,9 +25,18 @@ def native_model(name: str) -> keras.Model:
         layers = [L.Dense(128, activation="relu"), L.Dense(64, activation="relu"), L.Dense(10)]
         shape = (64,)
     else:
-        layers = [L.Permute((2, 3, 1)), L.Conv2D(6, 5, activation="relu"), L.MaxPooling2D(2),
-                  L.Conv2D(16, 5, activation="relu"), L.MaxPooling2D(2), L.Permute((3, 1, 2)),
-                  L.Flatten(), L.Dense(120, activation="relu"), L.Dense(84, activation="relu"), L.Dense(10)]
+        layers = [
+            L.Permute((2, 3, 1)),
+            L.Conv2D(6, 5, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(16, 5, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Permute((3, 1, 2)),
+            L.Flatten(),
+            L.Dense(120, activation="relu"),
+            L.Dense(84, activation="relu"),
+            L.Dense(10),
+        ]
         shape = (1, 32, 32)
     return keras.Sequential([keras.Input(shape)] + layers)
 
@@ -33,7 +44,7 @@ def native_model(name: str) -> keras.Model:
 def make_native(spec, weights, optimizer):
     model = native_model(spec.name)
     with_weights = [i for i, layer in enumerate(spec.layers) if layer.params(spec.shapes[i])]
-    for i, layer in zip(with_weights, [l for l in model.layers if l.weights]):
+    for i, layer in zip(with_weights, [l for l in model.layers if l.weights], strict=True):
         w = weights[f"{i}.weight"]  # conv kernels: canonical (out, in, k, k) -> Keras (k, k, in, out)
         layer.set_weights([w.transpose(2, 3, 1, 0) if w.ndim == 4 else w, weights[f"{i}.bias"]])
     opt = keras.optimizers.SGD(optimizer.lr, momentum=optimizer.momentum)
@@ -43,11 +54,11 @@ def make_native(spec, weights, optimizer):
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
-        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables, strict=True))
         return loss
 
     def epoch(x, y, order, batch):
-        losses = [update(x[order[s:s + batch]], y[order[s:s + batch]]) for s in range(0, len(order), batch)]
+        losses = [update(x[order[s : s + batch]], y[order[s : s + batch]]) for s in range(0, len(order), batch)]
         return [float(l) for l in losses]
 
     return epoch

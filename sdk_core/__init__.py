@@ -7,6 +7,7 @@ those load eagerly; the model, training and file APIs load on first use (``sdk d
 stays quick). The layers inside, from the bottom: ``model`` (framework-neutral), ``plugins``
 (hooks and discovery), ``runtime`` (``Stack``), features (``bench``, ``testing``), ``cli``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -16,17 +17,44 @@ from .errors import NotAvailableError, PluginError, SdkError, SpecError, Weights
 from .plugins.framework import FrameworkHooks
 from .plugins.manager import PluginManager, PluginStatus, configure, get_manager
 from .plugins.markers import hookimpl
-from .plugins.records import (BuildRequest, DeviceInfo, FrameworkInfo, MemoryReading, PowerReading,
-                              PredictRequest, StepRequest, WeightsRequest)
+from .plugins.records import (
+    BuildRequest,
+    DeviceInfo,
+    FrameworkInfo,
+    MemoryReading,
+    PowerReading,
+    PredictRequest,
+    StepRequest,
+    WeightsRequest,
+)
 from .version import API_VERSION, __version__
 
 if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
     from .model import zoo
     from .model.data import counting_text, digits
     from .model.optim import LOSSES, OPTIMIZERS, Optimizer, Schedule
-    from .model.spec import (LAYER_TYPES, Attention, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout,
-                             Embedding, Flatten, GELU, Layer, LayerNorm, MaxPool2D, ModelSpec, Param,
-                             ReLU, Sigmoid, Softmax, Tanh, TransformerBlock)
+    from .model.spec import (
+        GELU,
+        LAYER_TYPES,
+        Attention,
+        AvgPool2D,
+        BatchNorm,
+        Conv2D,
+        Dense,
+        Dropout,
+        Embedding,
+        Flatten,
+        Layer,
+        LayerNorm,
+        MaxPool2D,
+        ModelSpec,
+        Param,
+        ReLU,
+        Sigmoid,
+        Softmax,
+        Tanh,
+        TransformerBlock,
+    )
     from .model.weights import load_weights, save_weights
     from .runtime.select import usable_stacks
     from .runtime.stack import History, Stack, load_spec
@@ -34,9 +62,28 @@ if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
 _LAZY = {
     "model.data": ("counting_text", "digits"),
     "model.optim": ("LOSSES", "OPTIMIZERS", "Optimizer", "Schedule"),
-    "model.spec": ("LAYER_TYPES", "AvgPool2D", "Attention", "BatchNorm", "Conv2D", "Dense", "Dropout",
-                   "Embedding", "Flatten", "GELU", "Layer", "LayerNorm", "MaxPool2D", "ModelSpec",
-                   "Param", "ReLU", "Sigmoid", "Softmax", "Tanh", "TransformerBlock"),
+    "model.spec": (
+        "LAYER_TYPES",
+        "AvgPool2D",
+        "Attention",
+        "BatchNorm",
+        "Conv2D",
+        "Dense",
+        "Dropout",
+        "Embedding",
+        "Flatten",
+        "GELU",
+        "Layer",
+        "LayerNorm",
+        "MaxPool2D",
+        "ModelSpec",
+        "Param",
+        "ReLU",
+        "Sigmoid",
+        "Softmax",
+        "Tanh",
+        "TransformerBlock",
+    ),
     "runtime.stack": ("History", "Stack", "load_spec"),
     "runtime.select": ("usable_stacks",),
     "model.weights": ("load_weights", "save_weights"),
@@ -54,8 +101,59 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sdk_core' has no attribute '{name}'")
 
 
-__all__ = sorted([
-    "API_VERSION", "BuildRequest", "DeviceInfo", "FrameworkHooks", "FrameworkInfo", "MemoryReading",
-    "NotAvailableError", "PluginError", "PluginManager", "PluginStatus", "PowerReading",
-    "PredictRequest", "SdkError", "SpecError", "StepRequest", "WeightsError", "WeightsRequest",
-    "__version__", "configure", "get_manager", "hookimpl", "zoo", *_HOME])
+__all__ = [
+    "API_VERSION",
+    "GELU",
+    "LAYER_TYPES",
+    "LOSSES",
+    "OPTIMIZERS",
+    "Attention",
+    "AvgPool2D",
+    "BatchNorm",
+    "BuildRequest",
+    "Conv2D",
+    "Dense",
+    "DeviceInfo",
+    "Dropout",
+    "Embedding",
+    "Flatten",
+    "FrameworkHooks",
+    "FrameworkInfo",
+    "History",
+    "Layer",
+    "LayerNorm",
+    "MaxPool2D",
+    "MemoryReading",
+    "ModelSpec",
+    "NotAvailableError",
+    "Optimizer",
+    "Param",
+    "PluginError",
+    "PluginManager",
+    "PluginStatus",
+    "PowerReading",
+    "PredictRequest",
+    "ReLU",
+    "Schedule",
+    "SdkError",
+    "Sigmoid",
+    "Softmax",
+    "SpecError",
+    "Stack",
+    "StepRequest",
+    "Tanh",
+    "TransformerBlock",
+    "WeightsError",
+    "WeightsRequest",
+    "__version__",
+    "configure",
+    "counting_text",
+    "digits",
+    "get_manager",
+    "hookimpl",
+    "load_spec",
+    "load_weights",
+    "save_weights",
+    "usable_stacks",
+    "zoo",
+]

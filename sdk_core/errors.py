@@ -1,4 +1,5 @@
 """Errors raised by sdk_core. Every message is one line that names what was wrong."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Fixtures: throwaway plugin distributions installed into a temporary site directory."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,9 @@ class Site:
         return env
 
     def run(self, *args: str, **extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, *args], env=self.env(**extra), capture_output=True,
-                              text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, *args], env=self.env(**extra), capture_output=True, text=True, timeout=300
+        )
 
     def sdk(self, *args: str, **extra: str) -> subprocess.CompletedProcess:
         return self.run("-m", "sdk_core", *args, **extra)

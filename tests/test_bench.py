@@ -1,6 +1,7 @@
 """``sdk bench`` and ``sdk_core.bench``: real measurements on the NumPy plugin, and reporting
 rules (unavailable sensors, out of memory, the recommended batch size) with an in-process
 plugin whose device, sensors and memory limit the test controls."""
+
 import json
 import math
 import subprocess
@@ -11,9 +12,21 @@ import numpy as np
 import pytest
 
 import sdk_core
-from sdk_core import (Attention, Conv2D, Dense, DeviceInfo, FrameworkInfo, MemoryReading,
-                      ModelSpec, PluginError, PowerReading, SdkError, hookimpl, zoo)
-from sdk_core import bench
+from sdk_core import (
+    Attention,
+    Conv2D,
+    Dense,
+    DeviceInfo,
+    FrameworkInfo,
+    MemoryReading,
+    ModelSpec,
+    PluginError,
+    PowerReading,
+    SdkError,
+    bench,
+    hookimpl,
+    zoo,
+)
 from sdk_core.bench.stats import Latency, Summary, percentile
 from sdk_core.model.estimate import forward_flops, training_flops
 
@@ -67,8 +80,9 @@ def phase(samples_per_s):
 
 
 def test_recommends_the_smallest_batch_within_90_percent_of_the_best():
-    batches = [bench.BatchResult(b, phase(v), phase(v)) for b, v in
-               ((1, 100.0), (8, 500.0), (32, 950.0), (128, 1000.0))]
+    batches = [
+        bench.BatchResult(b, phase(v), phase(v)) for b, v in ((1, 100.0), (8, 500.0), (32, 950.0), (128, 1000.0))
+    ]
     batch, text = bench.recommend(batches)
     assert batch == 32 and "90%" in text and "1,000 samples/s at batch 128" in text
     oom = bench.Phase("out of memory", "MemoryError")
@@ -166,8 +180,7 @@ def toy_manager(**kwargs):
 
 def toy_run(manager, batch_sizes=(1, 8), steps=2):
     spec = ModelSpec(input_shape=(4,), layers=[Dense(3)], name="toy")
-    return bench.run(spec, [("toy", "toydev:0")], batch_sizes, steps=steps, warmup=1, repeats=3,
-                     manager=manager)
+    return bench.run(spec, [("toy", "toydev:0")], batch_sizes, steps=steps, warmup=1, repeats=3, manager=manager)
 
 
 def test_power_the_plugin_cannot_read_is_reported_unavailable_never_a_number():
@@ -207,7 +220,9 @@ def test_a_batch_too_big_for_the_device_is_reported_out_of_memory():
     assert f"batch {huge} ran out of memory" in stack.recommendation
     data = json.loads(json.dumps(report.to_dict()))
     assert data["stacks"][0]["batches"][2]["train"] == {
-        "status": "out of memory", "reason": stack.batches[2].train.reason}
+        "status": "out of memory",
+        "reason": stack.batches[2].train.reason,
+    }
     assert "out of memory" in bench.format_report(report)
 
 
@@ -226,7 +241,7 @@ def test_plot_needs_matplotlib_with_a_clear_error(monkeypatch):
     from sdk_core.bench import plot
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
-    with pytest.raises(SdkError, match="^--plot needs matplotlib: pip install matplotlib$"):
+    with pytest.raises(SdkError, match=r"^--plot needs matplotlib: pip install matplotlib$"):
         plot.require_matplotlib()
 
 
@@ -281,14 +296,28 @@ def test_numpy_plot(numpy_report, tmp_path):
 
 # -- the CLI ------------------------------------------------------------------------------------
 def sdk(*args):
-    return subprocess.run([sys.executable, "-m", "sdk_core", "bench", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sdk_core", "bench", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_json():
     pytest.importorskip("sdk_numpy", reason="sdk bench needs the sdk-numpy plugin")
-    result = sdk("--framework", "numpy", "--device", "cpu", "--batch-sizes", "1,4", "--steps", "2",
-                 "--repeats", "2", "--warmup", "1", "--json")
+    result = sdk(
+        "--framework",
+        "numpy",
+        "--device",
+        "cpu",
+        "--batch-sizes",
+        "1,4",
+        "--steps",
+        "2",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["model"] == "mlp" and data["batch_sizes"] == [1, 4] and data["repeats"] == 2
@@ -306,8 +335,22 @@ def test_cli_table_and_plot(tmp_path):
     pytest.importorskip("sdk_numpy", reason="sdk bench needs the sdk-numpy plugin")
     pytest.importorskip("matplotlib", reason="the plot needs matplotlib")
     out = tmp_path / "bench.png"
-    result = sdk("--framework", "numpy", "--model", "lenet5", "--batch-sizes", "2,4", "--steps", "1",
-                 "--repeats", "2", "--warmup", "1", "--plot", str(out))
+    result = sdk(
+        "--framework",
+        "numpy",
+        "--model",
+        "lenet5",
+        "--batch-sizes",
+        "2,4",
+        "--steps",
+        "1",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--plot",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     assert "training" in result.stdout and "inference" in result.stdout
     assert "numpy/cpu:0: recommended batch" in result.stdout
@@ -319,14 +362,17 @@ def test_cli_table_and_plot(tmp_path):
 def test_cli_errors_are_one_line(tmp_path):
     try:
         import matplotlib  # noqa: F401
+
         no_dir = "directory does not exist"
     except ImportError:
         no_dir = "--plot needs matplotlib"
-    for args, fragment in ((("--batch-sizes", "0,8"), "must be positive ints"),
-                           (("--repeats", "0"), "'repeats' must be an int >= 1"),
-                           (("--plot", str(tmp_path / "no" / "p.png")), no_dir),
-                           (("--framework", "caffe"), "unknown framework 'caffe'"),
-                           (("--device", "quantum:7"), "unknown device 'quantum:7'")):
+    for args, fragment in (
+        (("--batch-sizes", "0,8"), "must be positive ints"),
+        (("--repeats", "0"), "'repeats' must be an int >= 1"),
+        (("--plot", str(tmp_path / "no" / "p.png")), no_dir),
+        (("--framework", "caffe"), "unknown framework 'caffe'"),
+        (("--device", "quantum:7"), "unknown device 'quantum:7'"),
+    ):
         result = sdk(*args)
         assert result.returncode == 1, result.stdout
         lines = result.stderr.strip().splitlines()

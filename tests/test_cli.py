@@ -1,4 +1,5 @@
 """The CLI on bad input: one line on stderr, exit code 1, nothing overwritten."""
+
 import json
 import subprocess
 import sys
@@ -9,8 +10,9 @@ from sdk_core import save_weights, zoo
 
 
 def sdk(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "sdk_core", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sdk_core", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def one_line_error(result, *fragments):

@@ -1,5 +1,7 @@
 """The built-in CPU probe reads the real machine."""
+
 import os
+from pathlib import Path
 
 import sdk_core
 from sdk_core.plugins import cpu
@@ -13,7 +15,7 @@ def test_cpu_probe_reports_this_machine():
         total_kib = int(f.readline().split()[1])
     assert device.memory_total == total_kib * 1024
     assert 0 < device.memory_free <= device.memory_total
-    flags = open("/proc/cpuinfo").read()
+    flags = Path("/proc/cpuinfo").read_text()
     for flag in device.extra["simd"]:
         assert f" {flag}" in flags
     assert device.name

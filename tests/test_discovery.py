@@ -1,4 +1,5 @@
 """Discovery through real (throwaway) distributions: isolation, switches, API versions."""
+
 import json
 
 GOOD = """
@@ -17,41 +18,56 @@ def sdk_probe_devices():
 BROKEN = {
     "raises_on_import": ("raise RuntimeError('boom at import')", "raised on import: RuntimeError: boom at import"),
     "missing_dep": ("import no_such_module_xyz", "missing dependency on import: No module named 'no_such_module_xyz'"),
-    "bad_signature": ("""
+    "bad_signature": (
+        """
         from sdk_core import hookimpl
         SDK_CORE_API = 1
         @hookimpl
         def sdk_build_model(request, colour):
             return None
-        """, "invalid hook"),
-    "raises_in_hook": ("""
+        """,
+        "invalid hook",
+    ),
+    "raises_in_hook": (
+        """
         from sdk_core import hookimpl
         SDK_CORE_API = 1
         @hookimpl
         def sdk_probe_devices():
             raise OSError('driver gone')
-        """, "sdk_probe_devices raised OSError: driver gone"),
-    "wrong_type": ("""
+        """,
+        "sdk_probe_devices raised OSError: driver gone",
+    ),
+    "wrong_type": (
+        """
         from sdk_core import hookimpl
         SDK_CORE_API = 1
         @hookimpl
         def sdk_probe_devices():
             return "gpu0"
-        """, "sdk_probe_devices must return a list of DeviceInfo (got str)"),
-    "future_api": ("""
+        """,
+        "sdk_probe_devices must return a list of DeviceInfo (got str)",
+    ),
+    "future_api": (
+        """
         from sdk_core import hookimpl
         SDK_CORE_API = 2
         @hookimpl
         def sdk_probe_devices():
             raise AssertionError('must never run')
-        """, "written for core API 2; this sdk-core provides API 1"),
-    "unknown_hook": ("""
+        """,
+        "written for core API 2; this sdk-core provides API 1",
+    ),
+    "unknown_hook": (
+        """
         from sdk_core import hookimpl
         SDK_CORE_API = 1
         @hookimpl
         def sdk_probe_gadgets():
             return []
-        """, "implements unknown hook sdk_probe_gadgets"),
+        """,
+        "implements unknown hook sdk_probe_gadgets",
+    ),
 }
 
 
@@ -184,9 +200,14 @@ def train_step(request):
 
 def test_framework_hooks_drive_a_runtime_module(site):
     site.module("toyfw_runtime", TOY_RUNTIME)
-    site.add("sdk-toyfw", "toyfw", "from sdk_core import FrameworkHooks\n"
-             "plugin = FrameworkHooks('toyfw', 'toyfw_runtime', {'pluggy': ('cpu',)}, priority=3)\n",
-             entry="toyfw", target="toyfw:plugin")
+    site.add(
+        "sdk-toyfw",
+        "toyfw",
+        "from sdk_core import FrameworkHooks\n"
+        "plugin = FrameworkHooks('toyfw', 'toyfw_runtime', {'pluggy': ('cpu',)}, priority=3)\n",
+        entry="toyfw",
+        target="toyfw:plugin",
+    )
     info = _statuses(site)["toyfw"]["framework"]
     assert info["installed"] and info["priority"] == 3 and info["device_kinds"] == ["cpu"]
     code = """
@@ -204,4 +225,6 @@ except sdk_core.PluginError as exc:
 """
     result = site.run("-c", code)
     assert result.returncode == 0, result.stderr
-    assert "plugin 'toyfw' failed in sdk_make_train_step: NotImplementedError: toy framework cannot train" in result.stdout
+    assert (
+        "plugin 'toyfw' failed in sdk_make_train_step: NotImplementedError: toy framework cannot train" in result.stdout
+    )

@@ -1,17 +1,27 @@
 """Every hook spec is named sdk_*, typed and documented (datasette's docs test, adapted)."""
+
 import inspect
 
 from sdk_core.plugins import hookspecs
 
-SPECS = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction)
-         if hasattr(f, "sdk_core_spec")]
+SPECS = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "sdk_core_spec")]
 
 
 def test_the_four_families_and_their_helpers_are_declared():
     names = {f.__name__ for f in SPECS}
-    assert {"sdk_probe_devices", "sdk_build_model", "sdk_make_train_step", "sdk_make_predict",
-            "sdk_get_weights", "sdk_set_weights", "sdk_read_memory", "sdk_read_power",
-            "sdk_add_commands", "sdk_framework_info", "sdk_reset_peak_memory"} <= names
+    assert {
+        "sdk_probe_devices",
+        "sdk_build_model",
+        "sdk_make_train_step",
+        "sdk_make_predict",
+        "sdk_get_weights",
+        "sdk_set_weights",
+        "sdk_read_memory",
+        "sdk_read_power",
+        "sdk_add_commands",
+        "sdk_framework_info",
+        "sdk_reset_peak_memory",
+    } <= names
 
 
 def test_every_hookspec_is_documented_and_typed():
@@ -29,7 +39,5 @@ def test_every_hookspec_is_documented_and_typed():
 
 
 def test_module_holds_only_hookspecs():
-    own = [f for _, f in inspect.getmembers(hookspecs, inspect.isfunction)
-           if f.__module__ == hookspecs.__name__]
+    own = [f for _, f in inspect.getmembers(hookspecs, inspect.isfunction) if f.__module__ == hookspecs.__name__]
     assert own == SPECS
-

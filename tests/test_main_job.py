@@ -1,4 +1,5 @@
 """The README's main job, through the real CLI, on the NumPy plugin (MLP for speed)."""
+
 import json
 import subprocess
 import sys
@@ -15,8 +16,20 @@ def sdk(*args):
 
 def test_train_save_then_predict_from_the_file(tmp_path):
     weights = tmp_path / "mlp.safetensors"
-    train = sdk("train", "--framework", "numpy", "--model", "mlp", "--epochs", "8", "--lr", "3e-3",
-                "--out", str(weights), "--json")
+    train = sdk(
+        "train",
+        "--framework",
+        "numpy",
+        "--model",
+        "mlp",
+        "--epochs",
+        "8",
+        "--lr",
+        "3e-3",
+        "--out",
+        str(weights),
+        "--json",
+    )
     assert train.returncode == 0, train.stderr
     report = json.loads(train.stdout)
     assert len(report["history"]["loss"]) == 8 and report["test"]["accuracy"] >= 0.95

@@ -1,4 +1,5 @@
 """The README's quickstart and CI stay in step."""
+
 import re
 from pathlib import Path
 

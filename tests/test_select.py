@@ -1,4 +1,5 @@
 """Stack.auto() policies, strict mode and device lookups, with in-process plugins."""
+
 import pytest
 
 import sdk_core
@@ -14,10 +15,10 @@ class Accelerators:
 
     @hookimpl
     def sdk_probe_devices(self):
-        return [DeviceInfo(kind="xpu", index=0, name="small fast", memory_free=2**20,
-                           peak_flops={"float32": 100e12}),
-                DeviceInfo(kind="xpu", index=1, name="big slow", memory_free=2**34,
-                           peak_flops={"float32": 10e12})]
+        return [
+            DeviceInfo(kind="xpu", index=0, name="small fast", memory_free=2**20, peak_flops={"float32": 100e12}),
+            DeviceInfo(kind="xpu", index=1, name="big slow", memory_free=2**34, peak_flops={"float32": 10e12}),
+        ]
 
 
 class Framework:
@@ -51,9 +52,9 @@ def test_memory_policy_skips_devices_the_model_does_not_fit():
     m = manager(Accelerators(), Framework("a", ("cpu", "xpu")))
     spec = zoo.lenet5()
     assert training_bytes(spec, 32) > 2**20
-    fw, dev = choose(m, "memory", spec=spec, batch_size=32)
+    _, dev = choose(m, "memory", spec=spec, batch_size=32)
     assert dev.id == "xpu:1"
-    with pytest.raises(NotAvailableError, match="no device has .* MiB free"):
+    with pytest.raises(NotAvailableError, match=r"no device has .* MiB free"):
         choose(m, "memory", spec=spec, batch_size=10**9)
 
 

@@ -1,4 +1,7 @@
 """The Stack API end to end on the NumPy plugin (the embedded default)."""
+
+import itertools
+
 import numpy as np
 import pytest
 
@@ -17,8 +20,14 @@ def digits():
 def test_fit_evaluate_predict_and_history(digits):
     x_train, y_train, x_test, y_test = digits
     stack = Stack("numpy").build(zoo.mlp(), seed=0)
-    history = stack.fit(x_train, y_train, epochs=3, batch_size=64, optimizer=Optimizer("adam", lr=3e-3),
-                        validation_data=(x_test, y_test))
+    history = stack.fit(
+        x_train,
+        y_train,
+        epochs=3,
+        batch_size=64,
+        optimizer=Optimizer("adam", lr=3e-3),
+        validation_data=(x_test, y_test),
+    )
     assert len(history.loss) == len(history.val_loss) == len(history.val_accuracy) == 3
     assert history.loss[2] < history.loss[0]
     result = stack.evaluate(x_test, y_test)
@@ -68,7 +77,7 @@ def test_bad_input_is_one_clear_error(tmp_path, digits):
     path = tmp_path / "small.safetensors"
     other.save(path)
     before = stack.get_weights()
-    with pytest.raises(WeightsError, match="do not match the model|has shape"):
+    with pytest.raises(WeightsError, match=r"do not match the model|has shape"):
         stack.load(path)
     after = stack.get_weights()
     assert all(np.array_equal(before[k], after[k]) for k in before)
@@ -80,4 +89,4 @@ def test_full_batch_gradient_descent_decreases_the_loss(digits):
     x, y = digits[0][:256], digits[1][:256]
     stack = Stack("numpy").build(zoo.mlp(), seed=0)
     history = stack.fit(x, y, epochs=5, batch_size=None, optimizer=Optimizer("sgd", lr=0.5))
-    assert all(b < a for a, b in zip(history.loss, history.loss[1:]))
+    assert all(b < a for a, b in itertools.pairwise(history.loss))

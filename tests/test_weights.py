@@ -1,4 +1,5 @@
 """Weights files: safetensors, atomic writes, clear errors on missing or corrupt files."""
+
 import numpy as np
 import pytest
 
@@ -20,7 +21,7 @@ def test_round_trip_with_metadata(tmp_path):
 
 
 def test_missing_and_corrupt_files(tmp_path):
-    with pytest.raises(WeightsError, match="weights file '.*nothing.safetensors' does not exist"):
+    with pytest.raises(WeightsError, match=r"weights file '.*nothing\.safetensors' does not exist"):
         load_weights(tmp_path / "nothing.safetensors")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
@@ -52,5 +53,5 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
 
 
 def test_writing_into_a_missing_directory_is_one_clear_error(tmp_path):
-    with pytest.raises(WeightsError, match="directory '.*missing' does not exist"):
+    with pytest.raises(WeightsError, match=r"directory '.*missing' does not exist"):
         save_weights(tmp_path / "missing" / "w.safetensors", {"a": np.zeros(1)})

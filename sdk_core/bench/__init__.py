@@ -6,13 +6,40 @@ or every usable (framework, device) pair; :mod:`sdk_core.bench.run` documents th
 :mod:`sdk_core.bench.results` the report, :mod:`sdk_core.bench.stats` the statistics and
 :mod:`sdk_core.bench.plot` the PNG plot.
 """
+
 from __future__ import annotations
 
-from .results import (RECOMMEND_SHARE, UNAVAILABLE, BatchResult, BenchReport, Energy, Memory, Phase,
-                      StackResult, format_report, recommend)
 from .measure import BATCH_SIZES, is_out_of_memory, run, select_stacks
+from .results import (
+    RECOMMEND_SHARE,
+    UNAVAILABLE,
+    BatchResult,
+    BenchReport,
+    Energy,
+    Memory,
+    Phase,
+    StackResult,
+    format_report,
+    recommend,
+)
 from .stats import Latency, Summary, percentile
 
-__all__ = ["BATCH_SIZES", "RECOMMEND_SHARE", "UNAVAILABLE", "BatchResult", "BenchReport", "Energy",
-           "Latency", "Memory", "Phase", "StackResult", "Summary", "format_report",
-           "is_out_of_memory", "percentile", "recommend", "run", "select_stacks"]
+__all__ = [
+    "BATCH_SIZES",
+    "RECOMMEND_SHARE",
+    "UNAVAILABLE",
+    "BatchResult",
+    "BenchReport",
+    "Energy",
+    "Latency",
+    "Memory",
+    "Phase",
+    "StackResult",
+    "Summary",
+    "format_report",
+    "is_out_of_memory",
+    "percentile",
+    "recommend",
+    "run",
+    "select_stacks",
+]

@@ -31,6 +31,7 @@ and after the timed repeats, or, for a sensor that gives only instantaneous powe
 of the readings taken between repeats times the elapsed time (the source says which). RAPL
 counts the whole CPU package, other processes included.
 """
+
 from __future__ import annotations
 
 import gc
@@ -56,8 +57,14 @@ from .results import BatchResult, BenchReport, Energy, Memory, Phase, StackResul
 from .stats import Latency, Summary
 
 BATCH_SIZES = (1, 8, 32, 128)
-OOM_MARKERS = ("out of memory", "outofmemory", "resource_exhausted", "resourceexhausted",
-               "resource exhausted", "oom when allocating")
+OOM_MARKERS = (
+    "out of memory",
+    "outofmemory",
+    "resource_exhausted",
+    "resourceexhausted",
+    "resource exhausted",
+    "oom when allocating",
+)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -121,22 +128,20 @@ class _Meter:
         if len(counters) == 2:
             joules = counters[1] - counters[0]
             if joules > 0:
-                energy = Energy(joules, joules / elapsed, joules / samples,
-                                p1.source or "energy counter")  # type: ignore[union-attr]
+                energy = Energy(joules, joules / elapsed, joules / samples, p1.source or "energy counter")  # type: ignore[union-attr]
             else:
-                notes.append(f"energy: the energy counter of {self.device.id} did not advance "
-                             "(or wrapped)")
+                notes.append(f"energy: the energy counter of {self.device.id} did not advance (or wrapped)")
         elif self.watts:
             watts = sum(self.watts) / len(self.watts)
-            energy = Energy(watts * elapsed, watts, watts * elapsed / samples,
-                            f"mean of {len(self.watts)} power readings")
+            energy = Energy(
+                watts * elapsed, watts, watts * elapsed / samples, f"mean of {len(self.watts)} power readings"
+            )
         else:
             notes.append(f"energy: no plugin reads power on {self.device.id}")
         return memory, energy, tuple(notes)
 
 
-def _calls(fn: Callable[[], Any], warmup: int, steps: int | None, min_time: float,
-           sync: Callable[[Any], Any]) -> int:
+def _calls(fn: Callable[[], Any], warmup: int, steps: int | None, min_time: float, sync: Callable[[Any], Any]) -> int:
     """Run the warm-up and return the number of calls per repeat."""
     for _ in range(warmup):
         sync(fn())
@@ -148,9 +153,19 @@ def _calls(fn: Callable[[], Any], warmup: int, steps: int | None, min_time: floa
     return max(1, min(1000, math.ceil(min_time / one)))
 
 
-def _phase(kind: str, fn: Callable[[], Any], sync: Callable[[Any], Any], batch: int,
-           flops_per_sample: int, peak: float | None, meter: _Meter, warmup: int,
-           steps: int | None, repeats: int, min_time: float) -> Phase:
+def _phase(
+    kind: str,
+    fn: Callable[[], Any],
+    sync: Callable[[Any], Any],
+    batch: int,
+    flops_per_sample: int,
+    peak: float | None,
+    meter: _Meter,
+    warmup: int,
+    steps: int | None,
+    repeats: int,
+    min_time: float,
+) -> Phase:
     """Time ``fn`` (one training step or one predict call on a fixed batch)."""
     n = _calls(fn, warmup, steps, min_time, sync)
     per_call: list[float] = []
@@ -177,16 +192,30 @@ def _phase(kind: str, fn: Callable[[], Any], sync: Callable[[Any], Any], batch: 
     flop_per_s = throughput.median * flops_per_sample if flops_per_sample else None
     utilisation = flop_per_s / peak if flop_per_s is not None and peak else None
     if utilisation is None:
-        notes += (f"utilisation: {meter.device.id} reports no peak FLOP/s for this dtype"
-                  if not peak else "utilisation: the model has no matrix products to count",)
-    return Phase("ok", "", n, repeats, throughput, Summary.of([s / n for s in repeat_s]),
-                 Latency.of(per_call) if per_call else None, flop_per_s, utilisation, memory,
-                 energy, notes)
+        notes += (
+            f"utilisation: {meter.device.id} reports no peak FLOP/s for this dtype"
+            if not peak
+            else "utilisation: the model has no matrix products to count",
+        )
+    return Phase(
+        "ok",
+        "",
+        n,
+        repeats,
+        throughput,
+        Summary.of([s / n for s in repeat_s]),
+        Latency.of(per_call) if per_call else None,
+        flop_per_s,
+        utilisation,
+        memory,
+        energy,
+        notes,
+    )
 
 
-def _guarded(measure: Callable[[], Phase]) -> Phase:
+def _guarded(measure: Callable[..., Phase], *args: Any) -> Phase:
     try:
-        return measure()
+        return measure(*args)
     except Exception as exc:  # a failed batch size is reported; the sweep goes on
         status = "out of memory" if is_out_of_memory(exc) else "error"
         return Phase(status, _first_line(exc))
@@ -194,14 +223,24 @@ def _guarded(measure: Callable[[], Phase]) -> Phase:
         gc.collect()
 
 
-def _bench_stack(framework: FrameworkInfo, device: DeviceInfo, spec: ModelSpec,
-                 settings: dict[str, Any], manager: PluginManager,
-                 progress: Callable[[str], None]) -> StackResult:
+def _bench_stack(
+    framework: FrameworkInfo,
+    device: DeviceInfo,
+    spec: ModelSpec,
+    settings: dict[str, Any],
+    manager: PluginManager,
+    progress: Callable[[str], None],
+) -> StackResult:
 
     dtype, loss = settings["dtype"], settings["loss"]
     peak = device.peak_flops.get(dtype)
-    base = dict(framework=framework.name, version=framework.version or "", device=device.id,
-                device_name=device.name, peak_flops=peak)
+    base = dict(
+        framework=framework.name,
+        version=framework.version or "",
+        device=device.id,
+        device_name=device.name,
+        peak_flops=peak,
+    )
     try:
         stack = Stack(framework.name, device.id, manager=manager)
         stack.build(spec, seed=settings["seed"], dtype=dtype)
@@ -214,39 +253,46 @@ def _bench_stack(framework: FrameworkInfo, device: DeviceInfo, spec: ModelSpec,
     timing = {k: settings[k] for k in ("warmup", "steps", "repeats", "min_time")}
     results: list[BatchResult] = []
     stopped = {"train": 0, "infer": 0}  # the batch size that ran out of memory, per phase
+
+    def batch_data(batch: int, data: list[Any]) -> list[Any]:
+        if not data:  # made on first use: a batch size skipped by both phases allocates nothing
+            data.extend(make_batch(spec, loss, batch, dtype, settings["seed"]))
+        return data
+
+    def train(batch: int, data: list[Any]) -> Phase:
+        x, y = batch_data(batch, data)
+        return _phase("train", lambda: step(x, y), float, batch, training_flops(spec), peak, meter, **timing)
+
+    def infer(batch: int, data: list[Any]) -> Phase:
+        x, _ = batch_data(batch, data)
+        return _phase(
+            "infer",
+            lambda: stack.predict(x, batch_size=batch),
+            np.asarray,
+            batch,
+            forward_flops(spec),
+            peak,
+            meter,
+            **timing,
+        )
+
     for batch in settings["batch_sizes"]:
         data: list[Any] = []
-
-        def batch_data() -> tuple[Any, Any]:
-            if not data:
-                data.extend(make_batch(spec, loss, batch, dtype, settings["seed"]))
-            return data[0], data[1]
-
-        def train() -> Phase:
-            x, y = batch_data()
-            return _phase("train", lambda: step(x, y), float, batch, training_flops(spec), peak,
-                          meter, **timing)
-
-        def infer() -> Phase:
-            x, _ = batch_data()
-            return _phase("infer", lambda: stack.predict(x, batch_size=batch), np.asarray, batch,
-                          forward_flops(spec), peak, meter, **timing)
-
         phases = {}
         for kind, measure in (("train", train), ("infer", infer)):
             if stopped[kind]:
                 phases[kind] = Phase("skipped", f"batch {stopped[kind]} ran out of memory")
                 continue
-            phases[kind] = _guarded(measure)
+            phases[kind] = _guarded(measure, batch, data)
             if phases[kind].status == "out of memory":
                 stopped[kind] = batch
         data.clear()
         results.append(BatchResult(batch, phases["train"], phases["infer"]))
-        progress(f"{framework.name}/{device.id} batch {batch}: " + ", ".join(
-            f"{k} {_short(p)}" for k, p in phases.items()))
+        progress(
+            f"{framework.name}/{device.id} batch {batch}: " + ", ".join(f"{k} {_short(p)}" for k, p in phases.items())
+        )
     choice, text = recommend(results)
-    return StackResult(**base, batches=tuple(results), recommended_batch_size=choice,
-                       recommendation=text)
+    return StackResult(**base, batches=tuple(results), recommended_batch_size=choice, recommendation=text)
 
 
 def _short(phase: Phase) -> str:
@@ -255,8 +301,9 @@ def _short(phase: Phase) -> str:
     return f"{phase.samples_per_s.median:,.0f} samples/s"
 
 
-def check_settings(batch_sizes: Iterable[int], warmup: int, repeats: int, steps: int | None,
-                   min_time: float, dtype: str = "float32") -> tuple[int, ...]:
+def check_settings(
+    batch_sizes: Iterable[int], warmup: int, repeats: int, steps: int | None, min_time: float, dtype: str = "float32"
+) -> tuple[int, ...]:
     """The batch sizes sorted and unique, or a one-line :class:`SdkError` naming the setting."""
 
     if dtype not in DTYPES:
@@ -274,8 +321,9 @@ def check_settings(batch_sizes: Iterable[int], warmup: int, repeats: int, steps:
     return tuple(sorted(set(sizes)))
 
 
-def select_stacks(manager: PluginManager, framework: str = "all",
-                  device: str = "all") -> list[tuple[FrameworkInfo, DeviceInfo]]:
+def select_stacks(
+    manager: PluginManager, framework: str = "all", device: str = "all"
+) -> list[tuple[FrameworkInfo, DeviceInfo]]:
     """The usable pairs for a framework name (or ``all``) and a device id (or ``all``)."""
 
     pairs = usable_stacks(manager)
@@ -288,18 +336,28 @@ def select_stacks(manager: PluginManager, framework: str = "all",
     if not pairs:
         raise NotAvailableError(
             f"no usable stack for framework '{framework}' on device '{device}'"
-            if framework != "all" or device != "all" else
-            "no usable framework: install a framework plugin (pip install sdk-numpy for the default)")
+            if framework != "all" or device != "all"
+            else "no usable framework: install a framework plugin (pip install sdk-numpy for the default)"
+        )
     return pairs
 
 
-def run(spec: ModelSpec | Mapping[str, Any],
-        stacks: Sequence[tuple[str, str]] | None = None,
-        batch_sizes: Iterable[int] = BATCH_SIZES, *, steps: int | None = None, warmup: int = 3,
-        repeats: int = 5, min_time: float = 0.1, loss: str = "cross_entropy",
-        optimizer: "Optimizer | None" = None, dtype: str = "float32", seed: int = 0,
-        manager: "PluginManager | None" = None,
-        progress: Callable[[str], None] | None = None) -> BenchReport:
+def run(
+    spec: ModelSpec | Mapping[str, Any],
+    stacks: Sequence[tuple[str, str]] | None = None,
+    batch_sizes: Iterable[int] = BATCH_SIZES,
+    *,
+    steps: int | None = None,
+    warmup: int = 3,
+    repeats: int = 5,
+    min_time: float = 0.1,
+    loss: str = "cross_entropy",
+    optimizer: Optimizer | None = None,
+    dtype: str = "float32",
+    seed: int = 0,
+    manager: PluginManager | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BenchReport:
     """Benchmark ``spec`` on ``stacks`` (``[(framework, device id), ...]``; ``None``: every
     usable pair) at each batch size; see the module docstring for what and how.
 
@@ -319,17 +377,40 @@ def run(spec: ModelSpec | Mapping[str, Any],
         for fw, dev in stacks:
             info, device = manager.framework(fw), manager.device(dev)
             if device.kind not in info.device_kinds:
-                raise NotAvailableError(f"framework '{fw}' cannot run on {device.id} "
-                                        f"(it drives: {', '.join(info.device_kinds)})")
+                raise NotAvailableError(
+                    f"framework '{fw}' cannot run on {device.id} (it drives: {', '.join(info.device_kinds)})"
+                )
             pairs.append((info, device))
-    settings = dict(dtype=dtype, loss=loss, optimizer=optimizer, seed=seed, batch_sizes=sizes,
-                    warmup=warmup, steps=steps, repeats=repeats, min_time=min_time)
-    results = tuple(_bench_stack(fw, dev, spec, settings, manager, progress or (lambda _: None))
-                    for fw, dev in pairs)
+    settings = dict(
+        dtype=dtype,
+        loss=loss,
+        optimizer=optimizer,
+        seed=seed,
+        batch_sizes=sizes,
+        warmup=warmup,
+        steps=steps,
+        repeats=repeats,
+        min_time=min_time,
+    )
+    results = tuple(_bench_stack(fw, dev, spec, settings, manager, progress or (lambda _: None)) for fw, dev in pairs)
     return BenchReport(
-        model=spec.name or "model", parameters=spec.param_count(),
-        forward_flops=forward_flops(spec), training_flops=training_flops(spec), dtype=dtype,
-        loss=loss, optimizer=optimizer.name, batch_sizes=sizes, warmup=warmup, repeats=repeats, steps=steps, min_time=min_time,
-        stacks=results, host={"sdk_core": __version__, "python": platform.python_version(),
-                              "machine": platform.machine(), "system": platform.system()})
-
+        model=spec.name or "model",
+        parameters=spec.param_count(),
+        forward_flops=forward_flops(spec),
+        training_flops=training_flops(spec),
+        dtype=dtype,
+        loss=loss,
+        optimizer=optimizer.name,
+        batch_sizes=sizes,
+        warmup=warmup,
+        repeats=repeats,
+        steps=steps,
+        min_time=min_time,
+        stacks=results,
+        host={
+            "sdk_core": __version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "system": platform.system(),
+        },
+    )

@@ -5,6 +5,7 @@ Left: training throughput against batch size, one line per stack, whiskers from 
 the highest repeat, a star on the recommended batch size and a cross where memory ran out.
 Right: inference latency p50 against batch size, with a band from p50 to p95.
 """
+
 from __future__ import annotations
 
 import io
@@ -29,7 +30,7 @@ def _label(value: float, _position: object = None) -> str:
     return f"{value:,.0f}" if value >= 1000 else f"{value:.4g}"
 
 
-def plot_report(report: "BenchReport", path: str) -> None:
+def plot_report(report: BenchReport, path: str) -> None:
     """Write the two-panel plot of ``report`` to ``path`` (PNG)."""
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -48,18 +49,23 @@ def plot_report(report: "BenchReport", path: str) -> None:
             med = [r.median for r in rates]  # type: ignore[union-attr]
             low = [r.median - r.low for r in rates]  # type: ignore[union-attr]
             high = [r.high - r.median for r in rates]  # type: ignore[union-attr]
-            train_ax.errorbar(xs, med, yerr=[low, high], color=color, marker="o", capsize=3,
-                              label=stack.name)
+            train_ax.errorbar(xs, med, yerr=[low, high], color=color, marker="o", capsize=3, label=stack.name)
             if stack.recommended_batch_size in xs:
                 i = xs.index(stack.recommended_batch_size)
-                train_ax.plot(xs[i], med[i], marker="*", markersize=16, color=color,
-                              markeredgecolor="black", linestyle="none")
+                train_ax.plot(
+                    xs[i], med[i], marker="*", markersize=16, color=color, markeredgecolor="black", linestyle="none"
+                )
             for b in stack.batches:
                 if b.train.status == "out of memory":
-                    train_ax.plot(b.batch_size, med[-1], marker="x", markersize=10, color=color,
-                                  linestyle="none")
-                    train_ax.annotate("out of memory", (b.batch_size, med[-1]), fontsize=8,
-                                      textcoords="offset points", xytext=(6, -4), color=color)
+                    train_ax.plot(b.batch_size, med[-1], marker="x", markersize=10, color=color, linestyle="none")
+                    train_ax.annotate(
+                        "out of memory",
+                        (b.batch_size, med[-1]),
+                        fontsize=8,
+                        textcoords="offset points",
+                        xytext=(6, -4),
+                        color=color,
+                    )
         done = [b for b in stack.batches if b.infer.ok and b.infer.latency]
         if done:
             xs = [b.batch_size for b in done]
@@ -69,8 +75,9 @@ def plot_report(report: "BenchReport", path: str) -> None:
             infer_ax.fill_between(xs, p50, p95, color=color, alpha=0.15, linewidth=0)
     ticks = list(report.batch_sizes)
     for ax, title, ylabel in (
-            (train_ax, "training throughput (median, min-max; * recommended)", "samples / s"),
-            (infer_ax, "inference latency p50 (band to p95)", "ms per call")):
+        (train_ax, "training throughput (median, min-max; * recommended)", "samples / s"),
+        (infer_ax, "inference latency p50 (band to p95)", "ms per call"),
+    ):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -85,11 +92,17 @@ def plot_report(report: "BenchReport", path: str) -> None:
         ax.grid(True, which="major", alpha=0.3)
     legend: dict[str, object] = {}
     for ax in (train_ax, infer_ax):
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)
     if legend:
-        fig.legend(list(legend.values()), list(legend), loc="outside lower center",
-                   ncols=min(len(legend), 5), fontsize=9, frameon=False)
+        fig.legend(
+            list(legend.values()),
+            list(legend),
+            loc="outside lower center",
+            ncols=min(len(legend), 5),
+            fontsize=9,
+            frameon=False,
+        )
     fig.suptitle(f"sdk bench: {report.model} ({report.parameters:,} parameters, {report.dtype})")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

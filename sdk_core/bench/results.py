@@ -1,9 +1,11 @@
 """Results of ``sdk bench``: what one batch size, one stack and one run measured, the
 recommended batch size, and the report as text. ``None`` figures are unavailable (no plugin
 could read them); ``to_dict`` writes them as the word ``"unavailable"``, never a number."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
@@ -77,9 +79,12 @@ class Phase:
         data: dict[str, Any] = {"status": self.status, "reason": self.reason}
         if not self.ok:
             return data
-        data.update(steps=self.steps, repeats=self.repeats,
-                    samples_per_s=self.samples_per_s.to_dict() if self.samples_per_s else None,
-                    step_s=self.step_s.to_dict() if self.step_s else None)
+        data.update(
+            steps=self.steps,
+            repeats=self.repeats,
+            samples_per_s=self.samples_per_s.to_dict() if self.samples_per_s else None,
+            step_s=self.step_s.to_dict() if self.step_s else None,
+        )
         if self.latency is not None:
             data["latency_s"] = self.latency.to_dict()
         for name in ("flop_per_s", "utilisation"):
@@ -97,8 +102,7 @@ class BatchResult:
     infer: Phase
 
     def to_dict(self) -> dict[str, Any]:
-        return {"batch_size": self.batch_size, "train": self.train.to_dict(),
-                "infer": self.infer.to_dict()}
+        return {"batch_size": self.batch_size, "train": self.train.to_dict(), "infer": self.infer.to_dict()}
 
 
 @attrs.frozen
@@ -151,22 +155,28 @@ class BenchReport:
         data["batch_sizes"] = list(self.batch_sizes)
         data["steps"] = "auto" if self.steps is None else self.steps
         data["stacks"] = [s.to_dict() for s in self.stacks]
-        data["recommend_rule"] = (f"smallest batch size reaching {RECOMMEND_SHARE:.0%} of the best "
-                                  "median training throughput")
+        data["recommend_rule"] = (
+            f"smallest batch size reaching {RECOMMEND_SHARE:.0%} of the best median training throughput"
+        )
         return data
 
 
 def recommend(batches: Sequence[BatchResult]) -> tuple[int | None, str]:
     """The smallest batch size whose median training throughput reaches
     :data:`RECOMMEND_SHARE` of the best measured one, and a sentence saying why."""
-    measured = [(b.batch_size, b.train.samples_per_s.median) for b in batches
-                if b.train.ok and b.train.samples_per_s is not None]
+    measured = [
+        (b.batch_size, b.train.samples_per_s.median)
+        for b in batches
+        if b.train.ok and b.train.samples_per_s is not None
+    ]
     if not measured:
         return None, "no batch size could be trained"
     best_batch, best = max(measured, key=lambda m: m[1])
     choice = min(b for b, v in measured if v >= RECOMMEND_SHARE * best)
-    text = (f"batch {choice}: the smallest reaching {RECOMMEND_SHARE:.0%} of the best training "
-            f"throughput ({best:,.0f} samples/s at batch {best_batch})")
+    text = (
+        f"batch {choice}: the smallest reaching {RECOMMEND_SHARE:.0%} of the best training "
+        f"throughput ({best:,.0f} samples/s at batch {best_batch})"
+    )
     oom = [b.batch_size for b in batches if b.train.status == "out of memory"]
     if oom:
         text += f"; batch {oom[0]} ran out of memory"
@@ -203,10 +213,19 @@ def _per_sample(energy: Energy | None) -> str:
     return _num(energy and energy.joules_per_sample, 1e3, "{:,.3f}")
 
 
-TRAIN_COLUMNS = ("stack", "batch", "samples/s", "spread", "step ms", "GFLOP/s", "util",
-                 "peak memory", "mJ/sample", "W")
-INFER_COLUMNS = ("stack", "batch", "p50 ms", "p95 ms", "p99 ms", "samples/s", "spread", "util",
-                 "peak memory", "mJ/sample")
+TRAIN_COLUMNS = ("stack", "batch", "samples/s", "spread", "step ms", "GFLOP/s", "util", "peak memory", "mJ/sample", "W")
+INFER_COLUMNS = (
+    "stack",
+    "batch",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "samples/s",
+    "spread",
+    "util",
+    "peak memory",
+    "mJ/sample",
+)
 
 
 def _row(name: str, batch: int, phase: Phase, width: int) -> list[Any]:
@@ -216,12 +235,29 @@ def _row(name: str, batch: int, phase: Phase, width: int) -> list[Any]:
     rate = [_rate(phase.samples_per_s.median), f"{phase.samples_per_s.spread:.0%}"]
     util = _num(phase.utilisation, 100, "{:.1f}%")
     if phase.latency is None:  # training
-        return [name, batch, *rate, _ms(phase.step_s and phase.step_s.median),
-                _num(phase.flop_per_s, 1e-9, "{:,.2f}"), util, _bytes(phase.memory),
-                _per_sample(phase.energy), _num(phase.energy and phase.energy.watts)]
+        return [
+            name,
+            batch,
+            *rate,
+            _ms(phase.step_s and phase.step_s.median),
+            _num(phase.flop_per_s, 1e-9, "{:,.2f}"),
+            util,
+            _bytes(phase.memory),
+            _per_sample(phase.energy),
+            _num(phase.energy and phase.energy.watts),
+        ]
     lat = phase.latency
-    return [name, batch, _ms(lat.p50), _ms(lat.p95), _ms(lat.p99), *rate, util,
-            _bytes(phase.memory), _per_sample(phase.energy)]
+    return [
+        name,
+        batch,
+        _ms(lat.p50),
+        _ms(lat.p95),
+        _ms(lat.p99),
+        *rate,
+        util,
+        _bytes(phase.memory),
+        _per_sample(phase.energy),
+    ]
 
 
 def format_report(report: BenchReport) -> str:
@@ -242,16 +278,21 @@ def format_report(report: BenchReport) -> str:
                     noisy.append(s.name)
         lines.append(f"{s.name}: recommended {s.recommendation}")
     steps = "auto" if report.steps is None else report.steps
-    out = [f"{report.model}: {report.parameters:,} parameters, {_flop(report.training_flops)} "
-           f"per training sample; {report.dtype}, {report.loss}, {report.optimizer}; "
-           f"{report.warmup} warm-up, {report.repeats} repeats of {steps} steps", ""]
+    out = [
+        f"{report.model}: {report.parameters:,} parameters, {_flop(report.training_flops)} "
+        f"per training sample; {report.dtype}, {report.loss}, {report.optimizer}; "
+        f"{report.warmup} warm-up, {report.repeats} repeats of {steps} steps",
+        "",
+    ]
     if train_rows:
         out += ["training", table(train_rows, TRAIN_COLUMNS), ""]
         out += ["inference", table(infer_rows, INFER_COLUMNS), ""]
     out += lines
     if noisy:
-        out.append(f"noisy: repeats differ by more than {NOISY:.0%} on {', '.join(noisy)}; "
-                   "an idle machine or more --repeats gives steadier figures")
+        out.append(
+            f"noisy: repeats differ by more than {NOISY:.0%} on {', '.join(noisy)}; "
+            "an idle machine or more --repeats gives steadier figures"
+        )
     if notes:
         out += ["", "n/a = unavailable:"] + [f"  {n}" for n in notes]
     return "\n".join(out)

@@ -1,9 +1,11 @@
 """Statistics for ``sdk bench``: the median and spread of repeats, latency percentiles."""
+
 from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
@@ -37,7 +39,7 @@ class Summary:
         return (self.high - self.low) / self.median if self.median else 0.0
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Summary":
+    def of(cls, values: Sequence[float]) -> Summary:
         if not values:
             raise ValueError("summary of no values")
         return cls(statistics.median(values), min(values), max(values), len(values))
@@ -57,9 +59,14 @@ class Latency:
     n: int
 
     @classmethod
-    def of(cls, seconds: Sequence[float]) -> "Latency":
-        return cls(percentile(seconds, 50), percentile(seconds, 95), percentile(seconds, 99),
-                   statistics.fmean(seconds), len(seconds))
+    def of(cls, seconds: Sequence[float]) -> Latency:
+        return cls(
+            percentile(seconds, 50),
+            percentile(seconds, 95),
+            percentile(seconds, 99),
+            statistics.fmean(seconds),
+            len(seconds),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)

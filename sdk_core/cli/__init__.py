@@ -4,6 +4,7 @@ Tables for people, ``--json`` for scripts; on bad input one line on stderr and e
 Each module registers one group of subcommands (``add_commands``); plugins add theirs through
 the ``sdk_add_commands`` hook.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """``sdk bench``: training and inference measurements on the usable stacks."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,7 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated ints such as 1,8,32 (got '{text}')") from None
+        raise argparse.ArgumentTypeError(f"must be comma-separated ints such as 1,8,32 (got '{text}')") from None
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"must be positive ints such as 1,8,32 (got '{text}')")
     return sizes
@@ -24,9 +24,9 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 
 def bench(args: argparse.Namespace) -> int:
     """``sdk bench``: measure every usable stack (or the one named) over a batch sweep."""
+    from ..bench.measure import check_settings, run, select_stacks
     from ..bench.plot import plot_report, require_matplotlib
     from ..bench.results import format_report
-    from ..bench.measure import check_settings, run, select_stacks
     from ..model import zoo
 
     spec = zoo.resolve(args.model)
@@ -41,10 +41,18 @@ def bench(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    report = run(spec, [(fw.name, dev.id) for fw, dev in pairs], args.batch_sizes,
-                 steps=args.steps, warmup=args.warmup, repeats=args.repeats,
-                 min_time=args.min_time, seed=args.seed, manager=manager,
-                 progress=None if args.json else progress)
+    report = run(
+        spec,
+        [(fw.name, dev.id) for fw, dev in pairs],
+        args.batch_sizes,
+        steps=args.steps,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        min_time=args.min_time,
+        seed=args.seed,
+        manager=manager,
+        progress=None if args.json else progress,
+    )
     if args.plot:
         plot_report(report, args.plot)
     if args.json:
@@ -56,21 +64,28 @@ def bench(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``sdk bench``."""
-    p = subparsers.add_parser("bench", help="measure training and inference on the usable stacks",
-                              description="measure training throughput, inference latency, memory, "
-                              "energy and FLOP utilisation over a sweep of batch sizes")
+    p = subparsers.add_parser(
+        "bench",
+        help="measure training and inference on the usable stacks",
+        description="measure training throughput, inference latency, memory, "
+        "energy and FLOP utilisation over a sweep of batch sizes",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--model", default="mlp", help="mlp (default), lenet5, gpt or a spec .json file")
     p.add_argument("--framework", default="all", help="framework name, or all (default)")
     p.add_argument("--device", default="all", help="device such as cpu or cuda:0, or all (default)")
-    p.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 8, 32, 128),
-                   help="comma-separated batch sizes (default: 1,8,32,128)")
+    p.add_argument(
+        "--batch-sizes",
+        type=_batch_sizes,
+        default=(1, 8, 32, 128),
+        help="comma-separated batch sizes (default: 1,8,32,128)",
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (default: 5)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default: 3)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="calls per repeat (default: enough for --min-time seconds)")
-    p.add_argument("--min-time", type=float, default=0.1,
-                   help="seconds per repeat when --steps is not given (default: 0.1)")
+    p.add_argument("--steps", type=int, default=None, help="calls per repeat (default: enough for --min-time seconds)")
+    p.add_argument(
+        "--min-time", type=float, default=0.1, help="seconds per repeat when --steps is not given (default: 0.1)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", default=None, help="write a PNG plot (needs matplotlib)")
     p.set_defaults(func=bench)

@@ -1,5 +1,6 @@
 """What the ``sdk`` subcommands share: the one-line-error parser, output, and choosing a stack
 from the command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
 
     from ..model.spec import ModelSpec
     from ..runtime.stack import Stack
-
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,8 +47,9 @@ def add_stack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--framework", default="auto", help="framework name, or auto (default)")
     p.add_argument("--device", default=None, help="device such as cpu or cuda:0")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--policy", default="accelerator", choices=POLICIES,
-                   help="how --framework auto chooses (default: accelerator)")
+    p.add_argument(
+        "--policy", default="accelerator", choices=POLICIES, help="how --framework auto chooses (default: accelerator)"
+    )
     p.add_argument("--strict", action="store_true", help="fail rather than fall back to the cpu")
 
 

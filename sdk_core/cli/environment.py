@@ -1,5 +1,6 @@
 """``sdk plugins``, ``sdk devices``, ``sdk stacks`` and ``sdk doctor``: what is installed and
 whether it works. None of them imports a deep-learning framework."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,9 @@ def plugins(args: argparse.Namespace) -> int:
     for p in m.plugins():
         fw = frameworks.get(p.name)
         role = "framework" if fw else "devices" if p.name in kinds else ""
-        detail = p.reason or (f"{fw.name} {fw.version}" if fw and fw.installed
-                              else f"{fw.name} not installed" if fw else "")
+        detail = p.reason or (
+            f"{fw.name} {fw.version}" if fw and fw.installed else f"{fw.name} not installed" if fw else ""
+        )
         rows.append((p.name, p.dist, role, p.status, detail))
         data.append({**p.to_dict(), "role": role, "framework": fw.to_dict() if fw else None})
     return emit(args, data, table(rows, ("plugin", "distribution", "provides", "status", "detail")))
@@ -32,23 +34,38 @@ def devices(args: argparse.Namespace) -> int:
     """``sdk devices``: probed devices and the frameworks that can drive each."""
     m = get_manager()
     devices = m.devices()
-    drivers = {d.id: [f.name for f in m.frameworks().values() if f.installed and d.kind in f.device_kinds]
-               for d in devices}
-    rows = [(d.id, d.vendor, d.name, gib(d.memory_total), gib(d.memory_free), d.compute_units,
-             ", ".join(drivers[d.id]) or "-", d.plugin) for d in devices]
+    drivers = {
+        d.id: [f.name for f in m.frameworks().values() if f.installed and d.kind in f.device_kinds] for d in devices
+    }
+    rows = [
+        (
+            d.id,
+            d.vendor,
+            d.name,
+            gib(d.memory_total),
+            gib(d.memory_free),
+            d.compute_units,
+            ", ".join(drivers[d.id]) or "-",
+            d.plugin,
+        )
+        for d in devices
+    ]
     data = [{**d.to_dict(), "frameworks": drivers[d.id]} for d in devices]
-    return emit(args, data, table(rows, ("device", "vendor", "name", "memory", "free", "units",
-                                          "frameworks", "plugin")))
+    return emit(
+        args, data, table(rows, ("device", "vendor", "name", "memory", "free", "units", "frameworks", "plugin"))
+    )
 
 
 def stacks(args: argparse.Namespace) -> int:
     """``sdk stacks``: usable (framework, device) pairs, best first."""
     pairs = usable_stacks(get_manager())
-    rows = [(f"{fw.name}/{dev.id}", fw.version, dev.name, "yes" if i == 0 else "")
-            for i, (fw, dev) in enumerate(pairs)]
+    rows = [(f"{fw.name}/{dev.id}", fw.version, dev.name, "yes" if i == 0 else "") for i, (fw, dev) in enumerate(pairs)]
     data = [{"framework": fw.name, "device": dev.id, "auto": i == 0} for i, (fw, dev) in enumerate(pairs)]
-    text = table(rows, ("stack", "version", "device", "auto")) if pairs else \
-        "no usable stack: install a framework plugin (pip install sdk-numpy for the default)"
+    text = (
+        table(rows, ("stack", "version", "device", "auto"))
+        if pairs
+        else "no usable stack: install a framework plugin (pip install sdk-numpy for the default)"
+    )
     return emit(args, data, text)
 
 
@@ -56,22 +73,32 @@ def doctor(args: argparse.Namespace) -> int:
     """``sdk doctor``: what is installed, what is broken and what to do about it."""
     m = get_manager()
     plugins = m.plugins()
-    problems = [f"plugin '{p.name}' {p.status}: {p.reason}" for p in plugins
-                if p.status in ("failed", "refused")]
+    problems = [f"plugin '{p.name}' {p.status}: {p.reason}" for p in plugins if p.status in ("failed", "refused")]
     frameworks = m.frameworks()
-    problems += [f"framework '{f.name}' (plugin '{f.plugin}') is not installed"
-                 for f in frameworks.values() if not f.installed]
-    advice = [] if any(f.installed for f in frameworks.values()) else \
-        ["no framework plugin installed: pip install sdk-numpy (the default) or sdk-torch, ..."]
+    problems += [
+        f"framework '{f.name}' (plugin '{f.plugin}') is not installed" for f in frameworks.values() if not f.installed
+    ]
+    advice = (
+        []
+        if any(f.installed for f in frameworks.values())
+        else ["no framework plugin installed: pip install sdk-numpy (the default) or sdk-torch, ..."]
+    )
     pairs = usable_stacks(m)
-    data = {"sdk_core": __version__, "python": platform.python_version(),
-            "plugins": [p.to_dict() for p in plugins], "devices": [d.id for d in m.devices()],
-            "stacks": [f"{fw.name}/{dev.id}" for fw, dev in pairs], "problems": problems,
-            "advice": advice}
-    lines = [f"sdk-core {__version__} on Python {data['python']}",
-             f"plugins: {sum(p.ok for p in plugins)} ok of {len(plugins)}",
-             f"devices: {', '.join(data['devices']) or 'none'}",
-             f"stacks: {', '.join(data['stacks']) or 'none'}"]
+    data = {
+        "sdk_core": __version__,
+        "python": platform.python_version(),
+        "plugins": [p.to_dict() for p in plugins],
+        "devices": [d.id for d in m.devices()],
+        "stacks": [f"{fw.name}/{dev.id}" for fw, dev in pairs],
+        "problems": problems,
+        "advice": advice,
+    }
+    lines = [
+        f"sdk-core {__version__} on Python {data['python']}",
+        f"plugins: {sum(p.ok for p in plugins)} ok of {len(plugins)}",
+        f"devices: {', '.join(data['devices']) or 'none'}",
+        f"stacks: {', '.join(data['stacks']) or 'none'}",
+    ]
     lines += [f"problem: {p}" for p in problems] + [f"advice: {a}" for a in advice]
     if not problems and not advice:
         lines.append("all good")

@@ -1,4 +1,5 @@
 """``sdk train`` and ``sdk predict``: the main job from the command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,19 +22,36 @@ def train(args: argparse.Namespace) -> int:
     x_train, y_train, x_test, y_test = digits_for(spec, args.seed)
     optimizer = Optimizer(args.optimizer, lr=args.lr, momentum=args.momentum)
     if not args.json:
-        print(f"training {spec.name or 'model'} ({spec.param_count():,} parameters) on "
-              f"{stack.framework.name}/{stack.device.id}: {len(x_train)} train, {len(x_test)} test "
-              f"samples, {args.optimizer} lr {args.lr}", file=sys.stderr)
-    history = stack.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                        optimizer=optimizer, seed=args.seed, validation_data=(x_test, y_test),
-                        progress=not args.json)
+        print(
+            f"training {spec.name or 'model'} ({spec.param_count():,} parameters) on "
+            f"{stack.framework.name}/{stack.device.id}: {len(x_train)} train, {len(x_test)} test "
+            f"samples, {args.optimizer} lr {args.lr}",
+            file=sys.stderr,
+        )
+    history = stack.fit(
+        x_train,
+        y_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=optimizer,
+        seed=args.seed,
+        validation_data=(x_test, y_test),
+        progress=not args.json,
+    )
     result = stack.evaluate(x_test, y_test)
     if args.out:
         stack.save(args.out)
-    data = {"framework": stack.framework.name, "device": stack.device.id, "model": spec.name,
-            "history": history.to_dict(), "test": result, "weights": args.out}
-    text = (f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}"
-            + (f"; weights saved to {args.out}" if args.out else ""))
+    data = {
+        "framework": stack.framework.name,
+        "device": stack.device.id,
+        "model": spec.name,
+        "history": history.to_dict(),
+        "test": result,
+        "weights": args.out,
+    }
+    text = f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}" + (
+        f"; weights saved to {args.out}" if args.out else ""
+    )
     return emit(args, data, text)
 
 
@@ -59,10 +77,13 @@ def predict(args: argparse.Namespace) -> int:
     else:
         _, _, x, labels = digits_for(spec, args.seed)
     out = stack.predict(x)
-    data: dict[str, Any] = {"framework": stack.framework.name, "device": stack.device.id,
-                            "samples": len(x), "weights": args.weights}
-    text = [f"predicted {len(x)} samples with {stack.framework.name}/{stack.device.id} "
-            f"from {args.weights}"]
+    data: dict[str, Any] = {
+        "framework": stack.framework.name,
+        "device": stack.device.id,
+        "samples": len(x),
+        "weights": args.weights,
+    }
+    text = [f"predicted {len(x)} samples with {stack.framework.name}/{stack.device.id} from {args.weights}"]
     if labels is not None:
         data["accuracy"] = stack.evaluate(x, labels)["accuracy"]
         text.append(f"accuracy {data['accuracy']:.4f} on the digits test split")

@@ -1,5 +1,6 @@
 """Data sets that need no download: scikit-learn's bundled digits, generated text, and random
 batches of the right shapes for a spec (for measurements)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,7 +33,7 @@ def digits(image_size: int | None = 32, test_fraction: float = 0.2, seed: int = 
         r = image_size // 8
         x = x.repeat(r, axis=1).repeat(r, axis=2).reshape(len(x), 1, image_size, image_size)
     order = np.random.default_rng(seed).permutation(len(x))
-    n_test = int(round(len(x) * test_fraction))
+    n_test = round(len(x) * test_fraction)
     test, train = order[:n_test], order[n_test:]
     return x[train], y[train], x[test], y[test]
 
@@ -45,8 +46,9 @@ def counting_text(n: int = 512, length: int = 32, vocab_size: int = 16, seed: in
     return seq[:, :-1].astype(np.int64), seq[:, 1:].astype(np.int64)
 
 
-def make_batch(spec: ModelSpec, loss: str, batch_size: int, dtype: str = "float32",
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_batch(
+    spec: ModelSpec, loss: str, batch_size: int, dtype: str = "float32", seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Random inputs and targets of the right shapes and dtypes for ``spec`` and ``loss``."""
     rng = np.random.default_rng(seed)
     shape = (batch_size,) + spec.input_shape

@@ -4,6 +4,7 @@ FLOPs count a multiply-add as two operations and include only matrix products (d
 convolution, attention scores and mixing): element-wise work is small next to them. A
 training step is counted as three forward passes (forward, and the two products of backward).
 """
+
 from __future__ import annotations
 
 import math

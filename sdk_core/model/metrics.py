@@ -1,4 +1,5 @@
 """Losses and accuracy computed in numpy on model outputs, the same for every framework."""
+
 from __future__ import annotations
 
 import numpy as np

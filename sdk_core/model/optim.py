@@ -17,6 +17,7 @@ Weight decay applies to every trainable weight, biases included. Losses: ``cross
 (logits on the last axis against int class ids, mean over all positions) and ``mse`` (mean
 over all elements).
 """
+
 from __future__ import annotations
 
 import math
@@ -63,16 +64,21 @@ def _choice(options: tuple[str, ...]):
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if value not in options:
             raise SpecError(f"'{attribute.name}' must be one of {', '.join(options)} (got {value!r})")
+
     return check
 
 
 def _number(low: float, high: float = math.inf, low_open: bool = False):
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-            (value > low if low_open else value >= low) and value <= high)
+        ok = (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and ((value > low if low_open else value >= low) and value <= high)
+        )
         if not ok:
             bounds = f"{'>' if low_open else '>='} {low}" + ("" if high == math.inf else f" and <= {high}")
             raise SpecError(f"'{attribute.name}' must be a number {bounds} (got {value!r})")
+
     return check
 
 
@@ -102,8 +108,7 @@ class Schedule:
         if self.kind == "step" and self.step_size < 1:
             raise SpecError("'step_size' must be a positive int for a step schedule (got 0)")
         if self.kind == "cosine" and self.total_steps <= self.warmup_steps:
-            raise SpecError(f"'total_steps' must exceed 'warmup_steps' for a cosine schedule "
-                            f"(got {self.total_steps})")
+            raise SpecError(f"'total_steps' must exceed 'warmup_steps' for a cosine schedule (got {self.total_steps})")
 
     def lr_at(self, base_lr: float, step: Any, ops: ArrayOps | None = None) -> Any:
         """The learning rate of the update numbered ``step`` (0 for the first).

@@ -23,11 +23,13 @@ transformer_block      ``ln1.*``, ``attn.{q,k,v,o}.*``, ``ln2.*``, ``fc1.weight:
 Full names are ``"{layer index}.{name}"``, e.g. ``"0.weight"`` or ``"3.attn.q.bias"``.
 ``gelu`` is the tanh approximation everywhere. ``flatten`` keeps channels-first order.
 """
+
 from __future__ import annotations
 
 import json
 import math
-from typing import Any, ClassVar, Iterable
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import attrs
 import numpy as np
@@ -150,8 +152,13 @@ class Conv2D(Layer):
 
     def params(self, shape: Shape) -> list[Param]:
         k2 = self.kernel_size**2
-        params = [Param("weight", (self.filters, shape[0], self.kernel_size, self.kernel_size),
-                        fan=(shape[0] * k2, self.filters * k2))]
+        params = [
+            Param(
+                "weight",
+                (self.filters, shape[0], self.kernel_size, self.kernel_size),
+                fan=(shape[0] * k2, self.filters * k2),
+            )
+        ]
         if self.bias:
             params.append(Param("bias", (self.filters,), init="zeros"))
         return params
@@ -329,14 +336,35 @@ class TransformerBlock(Layer):
     def params(self, shape: Shape) -> list[Param]:
         d = shape[1]
         hidden = d * self.mlp_ratio
-        return (_norm("ln1.", d) + _attention_params("attn.", d) + _norm("ln2.", d)
-                + _linear("fc1.", d, hidden) + _linear("fc2.", hidden, d))
+        return (
+            _norm("ln1.", d)
+            + _attention_params("attn.", d)
+            + _norm("ln2.", d)
+            + _linear("fc1.", d, hidden)
+            + _linear("fc2.", hidden, d)
+        )
 
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.type: cls
-    for cls in (Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, ReLU, GELU, Tanh, Sigmoid,
-                Softmax, Dropout, BatchNorm, LayerNorm, Embedding, Attention, TransformerBlock)
+    for cls in (
+        Dense,
+        Conv2D,
+        MaxPool2D,
+        AvgPool2D,
+        Flatten,
+        ReLU,
+        GELU,
+        Tanh,
+        Sigmoid,
+        Softmax,
+        Dropout,
+        BatchNorm,
+        LayerNorm,
+        Embedding,
+        Attention,
+        TransformerBlock,
+    )
 }
 
 
@@ -359,8 +387,11 @@ def layer_from_dict(data: Any) -> Layer:
 
 
 def _input_shape(value: Any) -> Shape:
-    if (not isinstance(value, (list, tuple)) or not value
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
         raise SpecError(f"'input_shape' must be a non-empty list of positive ints (got {value!r})")
     return tuple(value)
 
@@ -395,8 +426,10 @@ class ModelSpec:
             if is_embedding and i:
                 raise SpecError(f"layer {i} (embedding): an embedding must be the first layer")
             if not i and is_embedding != (self.input_dtype == "int64"):
-                raise SpecError(f"layer 0 ({layer.type}): int64 inputs need an embedding first "
-                                f"layer, and an embedding needs 'input_dtype' int64")
+                raise SpecError(
+                    f"layer 0 ({layer.type}): int64 inputs need an embedding first "
+                    f"layer, and an embedding needs 'input_dtype' int64"
+                )
             try:
                 shapes.append(tuple(layer.output_shape(shapes[-1])))
             except SpecError as exc:
@@ -409,8 +442,11 @@ class ModelSpec:
 
     def layout(self) -> list[Param]:
         """Every canonical weight in order, with its full ``"{index}.{name}"`` name."""
-        return [attrs.evolve(p, name=f"{i}.{p.name}")
-                for i, layer in enumerate(self.layers) for p in layer.params(self.shapes[i])]
+        return [
+            attrs.evolve(p, name=f"{i}.{p.name}")
+            for i, layer in enumerate(self.layers)
+            for p in layer.params(self.shapes[i])
+        ]
 
     def param_count(self, trainable_only: bool = True) -> int:
         return sum(math.prod(p.shape) for p in self.layout() if p.trainable or not trainable_only)
@@ -447,8 +483,9 @@ class ModelSpec:
         """Return ``x`` as an array of this spec's input dtype, or raise naming the shape."""
         x = np.asarray(x)
         if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            raise SpecError(f"input has shape {tuple(x.shape)}, the model needs (batch, "
-                            f"{', '.join(map(str, self.input_shape))})")
+            raise SpecError(
+                f"input has shape {tuple(x.shape)}, the model needs (batch, {', '.join(map(str, self.input_shape))})"
+            )
         if self.input_dtype == "int64":
             if not np.issubdtype(x.dtype, np.integer):
                 raise SpecError(f"input must hold integer token ids (got {x.dtype})")
@@ -456,14 +493,18 @@ class ModelSpec:
         return x
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "input_shape": list(self.input_shape),
-                "input_dtype": self.input_dtype, "layers": [l.to_dict() for l in self.layers]}
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "input_dtype": self.input_dtype,
+            "layers": [l.to_dict() for l in self.layers],
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 
     @classmethod
-    def from_dict(cls, data: Any) -> "ModelSpec":
+    def from_dict(cls, data: Any) -> ModelSpec:
         if not isinstance(data, dict):
             raise SpecError(f"spec must be a JSON object (got {type(data).__name__})")
         extra = sorted(set(data) - {"name", "input_shape", "input_dtype", "layers"})
@@ -482,11 +523,15 @@ class ModelSpec:
                 kind = item.get("type") if isinstance(item, dict) else None
                 label = f"layer {i} ({kind})" if kind in LAYER_TYPES else f"layer {i}"
                 raise SpecError(f"{label}: {exc}") from None
-        return cls(input_shape=data["input_shape"], layers=layers,
-                   input_dtype=data.get("input_dtype", "float32"), name=data.get("name", ""))
+        return cls(
+            input_shape=data["input_shape"],
+            layers=layers,
+            input_dtype=data.get("input_dtype", "float32"),
+            name=data.get("name", ""),
+        )
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelSpec":
+    def from_json(cls, text: str) -> ModelSpec:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

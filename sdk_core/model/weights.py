@@ -3,12 +3,13 @@
 A file holds the canonical weights (name -> array) and string metadata: the file format,
 the model spec as JSON and the framework that wrote it.
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -35,8 +36,9 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def save_weights(path: str | os.PathLike, weights: Mapping[str, np.ndarray],
-                 metadata: Mapping[str, str] | None = None) -> None:
+def save_weights(
+    path: str | os.PathLike, weights: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
+) -> None:
     """Save ``weights`` as a safetensors file at ``path``, atomically."""
     from safetensors.numpy import save
 
@@ -54,7 +56,7 @@ def _read(path: str | os.PathLike, tensors: bool) -> tuple[dict[str, np.ndarray]
     try:
         with safe_open(str(path), framework="numpy") as f:
             metadata = dict(f.metadata() or {})
-            weights = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+            weights = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict) if tensors else {}
     except Exception as exc:  # SafetensorError and friends: the file is not what it claims
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WeightsError(f"'{path}' is not a valid safetensors file: {reason}") from None

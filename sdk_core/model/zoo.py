@@ -1,4 +1,5 @@
 """Ready-made model specs: MLP, LeNet-5 and a small GPT-style transformer."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -6,12 +7,28 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from .spec import (LAYER_TYPES, Conv2D, Dense, Dropout, Embedding, Flatten, Layer, LayerNorm,
-                   MaxPool2D, ModelSpec, TransformerBlock)
+from .spec import (
+    LAYER_TYPES,
+    Conv2D,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    Layer,
+    LayerNorm,
+    MaxPool2D,
+    ModelSpec,
+    TransformerBlock,
+)
 
 
-def mlp(input_dim: int = 64, hidden: Sequence[int] = (128, 64), classes: int = 10,
-        activation: str = "relu", dropout: float = 0.0) -> ModelSpec:
+def mlp(
+    input_dim: int = 64,
+    hidden: Sequence[int] = (128, 64),
+    classes: int = 10,
+    activation: str = "relu",
+    dropout: float = 0.0,
+) -> ModelSpec:
     """A multi-layer perceptron on flat vectors; outputs logits."""
     act = LAYER_TYPES[activation]
     layers: list[Layer] = []
@@ -22,19 +39,32 @@ def mlp(input_dim: int = 64, hidden: Sequence[int] = (128, 64), classes: int = 1
     return ModelSpec(input_shape=(input_dim,), layers=layers + [Dense(classes)], name="mlp")
 
 
-def lenet5(input_shape: Sequence[int] = (1, 32, 32), classes: int = 10,
-           activation: str = "relu") -> ModelSpec:
+def lenet5(input_shape: Sequence[int] = (1, 32, 32), classes: int = 10, activation: str = "relu") -> ModelSpec:
     """LeNet-5: conv 6@5x5, pool, conv 16@5x5, pool, dense 120, 84, classes (logits)."""
     act = LAYER_TYPES[activation]
-    return ModelSpec(input_shape=tuple(input_shape), name="lenet5", layers=[
-        Conv2D(6, 5), act(), MaxPool2D(2),
-        Conv2D(16, 5), act(), MaxPool2D(2),
-        Flatten(), Dense(120), act(), Dense(84), act(), Dense(classes),
-    ])
+    return ModelSpec(
+        input_shape=tuple(input_shape),
+        name="lenet5",
+        layers=[
+            Conv2D(6, 5),
+            act(),
+            MaxPool2D(2),
+            Conv2D(16, 5),
+            act(),
+            MaxPool2D(2),
+            Flatten(),
+            Dense(120),
+            act(),
+            Dense(84),
+            act(),
+            Dense(classes),
+        ],
+    )
 
 
-def gpt(vocab_size: int = 64, max_len: int = 32, dim: int = 64, heads: int = 4,
-        blocks: int = 2, dropout: float = 0.0) -> ModelSpec:
+def gpt(
+    vocab_size: int = 64, max_len: int = 32, dim: int = 64, heads: int = 4, blocks: int = 2, dropout: float = 0.0
+) -> ModelSpec:
     """A small GPT: token + position embedding, causal pre-norm blocks, final norm, logits."""
     layers: list[Layer] = [Embedding(vocab_size, dim, max_len=max_len)]
     layers += [TransformerBlock(heads, dropout=dropout) for _ in range(blocks)]

@@ -4,14 +4,15 @@ Peak float32 throughput is estimated as ``cores x max clock x FLOPs per cycle`` 
 vector width comes from the SIMD flags (two FMA units assumed); it is marked as an estimate.
 Power comes from Linux RAPL (``/sys/class/powercap/intel-rapl:*``) when readable.
 """
+
 from __future__ import annotations
 
 import os
 import platform
 from pathlib import Path
 
-from .records import DeviceInfo, MemoryReading, PowerReading
 from .markers import hookimpl
+from .records import DeviceInfo, MemoryReading, PowerReading
 
 SDK_CORE_API = 1
 SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "neon", "asimd", "sve")
@@ -77,15 +78,24 @@ def sdk_probe_devices() -> list[DeviceInfo]:
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = _physical_cores() or threads
     peak = _peak_flops(flags, cores)
-    return [DeviceInfo(
-        kind="cpu", index=0,
-        vendor=info.get("vendor_id", platform.machine()),
-        name=info.get("model name") or info.get("Model name") or platform.processor() or platform.machine(),
-        memory_total=mem.get("MemTotal"), memory_free=mem.get("MemAvailable"),
-        compute_units=threads, peak_flops=peak, driver=platform.release(),
-        extra={"physical_cores": cores, "simd": sorted(flags & set(SIMD_FLAGS)),
-               "peak_flops_source": "estimate from cores x max clock x SIMD width" if peak else ""},
-    )]
+    return [
+        DeviceInfo(
+            kind="cpu",
+            index=0,
+            vendor=info.get("vendor_id", platform.machine()),
+            name=info.get("model name") or info.get("Model name") or platform.processor() or platform.machine(),
+            memory_total=mem.get("MemTotal"),
+            memory_free=mem.get("MemAvailable"),
+            compute_units=threads,
+            peak_flops=peak,
+            driver=platform.release(),
+            extra={
+                "physical_cores": cores,
+                "simd": sorted(flags & set(SIMD_FLAGS)),
+                "peak_flops_source": "estimate from cores x max clock x SIMD width" if peak else "",
+            },
+        )
+    ]
 
 
 @hookimpl

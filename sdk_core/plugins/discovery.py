@@ -8,6 +8,7 @@ discovery used to cost. Folders are visited in ``sys.path`` order and, inside a 
 sorted order, so the result never depends on the file system's directory order. The scan is
 done once per process and ``sys.path``; :func:`rescan` forgets it.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -10,6 +10,7 @@ use. That module provides::
     train_step(request: StepRequest) -> step(x, y) -> loss
     predict(model) -> predict(x) -> numpy array
 """
+
 from __future__ import annotations
 
 import importlib
@@ -37,8 +38,9 @@ class FrameworkHooks:
 
     SDK_CORE_API = 1
 
-    def __init__(self, name: str, runtime: str, distributions: Mapping[str, tuple[str, ...]],
-                 priority: int = 0) -> None:
+    def __init__(
+        self, name: str, runtime: str, distributions: Mapping[str, tuple[str, ...]], priority: int = 0
+    ) -> None:
         self.name, self.runtime, self.distributions, self.priority = name, runtime, dict(distributions), priority
 
     def _runtime(self) -> ModuleType:

@@ -9,16 +9,26 @@ another framework, and the first non-``None`` answer wins. The other hooks colle
 from every plugin that implements them. The core calls a hook once to get a callable (a
 training step, a predict function) and then calls that callable in its loops.
 """
+
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pluggy
 
-from .records import (BuildRequest, DeviceInfo, FrameworkInfo, MemoryReading, PowerReading,
-                   PredictRequest, StepRequest, WeightsRequest)
+from .records import (
+    BuildRequest,
+    DeviceInfo,
+    FrameworkInfo,
+    MemoryReading,
+    PowerReading,
+    PredictRequest,
+    StepRequest,
+    WeightsRequest,
+)
 
 hookspec = pluggy.HookspecMarker("sdk_core")
 

@@ -7,11 +7,13 @@ Switches (the same exist as constructor arguments):
 - ``SDK_CORE_PLUGINS=numpy,torch``: with autoload off, the entry points to load;
 - ``SDK_CORE_BLOCK=jax,tensorflow``: entry points never loaded.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import attrs
 import numpy as np
@@ -20,8 +22,16 @@ import pluggy
 from ..errors import NotAvailableError, PluginError
 from ..version import API_VERSION
 from . import cpu, discovery, hookspecs
-from .records import (BuildRequest, DeviceInfo, FrameworkInfo, MemoryReading, PowerReading,
-                   PredictRequest, StepRequest, WeightsRequest)
+from .records import (
+    BuildRequest,
+    DeviceInfo,
+    FrameworkInfo,
+    MemoryReading,
+    PowerReading,
+    PredictRequest,
+    StepRequest,
+    WeightsRequest,
+)
 
 GROUP = "sdk_core"
 ENV_AUTOLOAD, ENV_PLUGINS, ENV_BLOCK = "SDK_CORE_AUTOLOAD", "SDK_CORE_PLUGINS", "SDK_CORE_BLOCK"
@@ -55,8 +65,13 @@ def _names(value: str | Iterable[str] | None) -> set[str]:
 class PluginManager:
     """Wraps ``pluggy.PluginManager`` for the ``sdk_core`` hooks."""
 
-    def __init__(self, autoload: bool | None = None, plugins: Iterable[str] | None = None,
-                 block: Iterable[str] | None = None, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        autoload: bool | None = None,
+        plugins: Iterable[str] | None = None,
+        block: Iterable[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         env = os.environ if env is None else env
         if autoload is None:
             autoload = env.get(ENV_AUTOLOAD, "1").strip().lower() not in ("0", "false", "no", "off")
@@ -106,8 +121,9 @@ class PluginManager:
         if version is None:
             return self._fail(name, dist, "declares no SDK_CORE_API version", "refused")
         if version != API_VERSION:
-            return self._fail(name, dist, f"written for core API {version!r}; this sdk-core "
-                              f"provides API {API_VERSION}", "refused")
+            return self._fail(
+                name, dist, f"written for core API {version!r}; this sdk-core provides API {API_VERSION}", "refused"
+            )
         try:
             self._pm.register(plugin, name=name)
         except Exception as exc:  # pluggy.PluginValidationError: wrong hook signature
@@ -148,11 +164,11 @@ class PluginManager:
             found: dict[str, FrameworkInfo] = {}
             for plugin, info in self._collect(self._pm.hook.sdk_framework_info):
                 if not isinstance(info, FrameworkInfo):
-                    self._disable(plugin, f"sdk_framework_info returned {type(info).__name__}, "
-                                  "not FrameworkInfo")
+                    self._disable(plugin, f"sdk_framework_info returned {type(info).__name__}, not FrameworkInfo")
                 elif info.name in found:
-                    self._disable(plugin, f"framework '{info.name}' is already provided by "
-                                  f"plugin '{found[info.name].plugin}'")
+                    self._disable(
+                        plugin, f"framework '{info.name}' is already provided by plugin '{found[info.name].plugin}'"
+                    )
                 else:
                     found[info.name] = attrs.evolve(info, plugin=plugin)
             self._frameworks = found
@@ -164,8 +180,9 @@ class PluginManager:
             found: list[DeviceInfo] = []
             for plugin, devices in self._collect(self._pm.hook.sdk_probe_devices):
                 if not isinstance(devices, list) or not all(isinstance(d, DeviceInfo) for d in devices):
-                    self._disable(plugin, "sdk_probe_devices must return a list of DeviceInfo "
-                                  f"(got {type(devices).__name__})")
+                    self._disable(
+                        plugin, f"sdk_probe_devices must return a list of DeviceInfo (got {type(devices).__name__})"
+                    )
                     continue
                 found += [attrs.evolve(d, plugin=plugin) for d in devices]
             self._devices = found
@@ -183,8 +200,9 @@ class PluginManager:
             raise NotAvailableError(f"unknown framework '{name}' (installed: {known})")
         info = frameworks[name]
         if not info.installed:
-            raise NotAvailableError(f"framework '{name}' is not installed: plugin '{info.plugin}' "
-                                    "needs it (pip install the framework)")
+            raise NotAvailableError(
+                f"framework '{name}' is not installed: plugin '{info.plugin}' needs it (pip install the framework)"
+            )
         return info
 
     def device(self, ident: str) -> DeviceInfo:
@@ -224,15 +242,21 @@ class PluginManager:
     def _callable(self, caller: pluggy.HookCaller, request: Any) -> Callable[..., Any]:
         fn = self._dispatch(caller, request.framework, request=request)
         if not callable(fn):
-            raise PluginError(self.frameworks()[request.framework].plugin, caller.name,
-                              f"returned {type(fn).__name__}, not a callable")
+            raise PluginError(
+                self.frameworks()[request.framework].plugin,
+                caller.name,
+                f"returned {type(fn).__name__}, not a callable",
+            )
         return fn
 
     def get_weights(self, request: WeightsRequest) -> dict[str, np.ndarray]:
         weights = self._dispatch(self._pm.hook.sdk_get_weights, request.framework, request=request)
         if not isinstance(weights, dict):
-            raise PluginError(self.frameworks()[request.framework].plugin, "sdk_get_weights",
-                              f"returned {type(weights).__name__}, not a dict")
+            raise PluginError(
+                self.frameworks()[request.framework].plugin,
+                "sdk_get_weights",
+                f"returned {type(weights).__name__}, not a dict",
+            )
         return {k: np.asarray(v) for k, v in weights.items()}
 
     def set_weights(self, request: WeightsRequest) -> None:
@@ -272,8 +296,9 @@ def get_manager() -> PluginManager:
     return _default
 
 
-def configure(autoload: bool | None = None, plugins: Iterable[str] | None = None,
-              block: Iterable[str] | None = None) -> PluginManager:
+def configure(
+    autoload: bool | None = None, plugins: Iterable[str] | None = None, block: Iterable[str] | None = None
+) -> PluginManager:
     """Replace the process-wide manager: switch autoload, name or block plugins."""
     global _default
     _default = PluginManager(autoload=autoload, plugins=plugins, block=block)

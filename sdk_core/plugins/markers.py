@@ -1,4 +1,5 @@
 """The marker plugins put on their hook implementations: ``@sdk_core.hookimpl``."""
+
 import pluggy
 
 hookimpl = pluggy.HookimplMarker("sdk_core")

@@ -1,7 +1,9 @@
 """Data exchanged between the core and plugins: devices, frameworks, readings, requests."""
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 

@@ -1,5 +1,6 @@
 """Text for people: a dependency-free progress bar on stderr (redrawn in place on a terminal,
 one line per epoch otherwise, so logs stay readable) and aligned tables."""
+
 from __future__ import annotations
 
 import sys

@@ -9,6 +9,7 @@
 
 ``strict`` fails instead of falling back to the cpu when no accelerator qualifies.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -32,15 +33,34 @@ def usable_stacks(manager: PluginManager | None = None) -> list[Pair]:
     """Every (installed framework, probed device) pair the framework can drive, best first
     by the ``accelerator`` policy (the process-wide manager by default)."""
     manager = manager or get_manager()
-    pairs = [(fw, dev) for fw in manager.frameworks().values() if fw.installed
-             for dev in manager.devices() if dev.kind in fw.device_kinds]
-    return sorted(pairs, key=lambda p: (p[1].kind == "cpu", -p[1].peak_flops.get("float32", 0.0),
-                                        -(p[1].memory_free or 0), -p[0].priority, p[1].index))
+    pairs = [
+        (fw, dev)
+        for fw in manager.frameworks().values()
+        if fw.installed
+        for dev in manager.devices()
+        if dev.kind in fw.device_kinds
+    ]
+    return sorted(
+        pairs,
+        key=lambda p: (
+            p[1].kind == "cpu",
+            -p[1].peak_flops.get("float32", 0.0),
+            -(p[1].memory_free or 0),
+            -p[0].priority,
+            p[1].index,
+        ),
+    )
 
 
-def choose(manager: PluginManager, policy: str = "accelerator", spec: ModelSpec | None = None,
-           batch_size: int = 32, device: str | None = None, strict: bool = False,
-           time_step: StepTimer | None = None) -> Pair:
+def choose(
+    manager: PluginManager,
+    policy: str = "accelerator",
+    spec: ModelSpec | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+    strict: bool = False,
+    time_step: StepTimer | None = None,
+) -> Pair:
     """The pair ``Stack.auto()`` uses; see the module docstring for the policies.
 
     ``time_step`` times a training step on a pair; the ``fastest`` policy needs it."""
@@ -56,20 +76,23 @@ def choose(manager: PluginManager, policy: str = "accelerator", spec: ModelSpec 
         if not pairs:
             raise NotAvailableError(f"no installed framework drives {wanted.id}")
     if not pairs:
-        raise NotAvailableError("no usable framework: install a framework plugin "
-                                "(pip install sdk-numpy for the default)")
+        raise NotAvailableError(
+            "no usable framework: install a framework plugin (pip install sdk-numpy for the default)"
+        )
     if strict:
         pairs = [p for p in pairs if p[1].kind != "cpu"]
         if not pairs:
-            raise NotAvailableError("strict: no accelerator is usable by an installed framework "
-                                    "(only the cpu was found)")
+            raise NotAvailableError(
+                "strict: no accelerator is usable by an installed framework (only the cpu was found)"
+            )
     spec = spec or zoo.mlp()
     if policy == "memory":
         need = training_bytes(spec, batch_size)
         fits = [p for p in pairs if p[1].memory_free is None or p[1].memory_free >= need]
         if not fits:
-            raise NotAvailableError(f"no device has {need / 2**20:.0f} MiB free for this model at "
-                                    f"batch size {batch_size}")
+            raise NotAvailableError(
+                f"no device has {need / 2**20:.0f} MiB free for this model at batch size {batch_size}"
+            )
         pairs = fits
     if policy == "fastest" and len(pairs) > 1:
         if time_step is None:

@@ -1,4 +1,5 @@
 """Stack: one (framework, device) pair that builds, trains, predicts, saves and loads."""
+
 from __future__ import annotations
 
 import statistics
@@ -16,8 +17,7 @@ from ..model.optim import Optimizer, check_loss
 from ..model.spec import ModelSpec
 from ..model.weights import load_weights, read_metadata, save_weights
 from ..plugins.manager import PluginManager, get_manager
-from ..plugins.records import (BuildRequest, DeviceInfo, FrameworkInfo, PredictRequest, StepRequest,
-                               WeightsRequest)
+from ..plugins.records import BuildRequest, DeviceInfo, FrameworkInfo, PredictRequest, StepRequest, WeightsRequest
 from . import select
 from .console import Progress
 
@@ -38,14 +38,15 @@ class History:
 class Stack:
     """A framework and a device. ``build`` a spec, then ``fit``, ``predict``, ``save``, ``load``."""
 
-    def __init__(self, framework: str = "numpy", device: str = "cpu",
-                 manager: PluginManager | None = None) -> None:
+    def __init__(self, framework: str = "numpy", device: str = "cpu", manager: PluginManager | None = None) -> None:
         self.manager = manager or get_manager()
         self.framework: FrameworkInfo = self.manager.framework(framework)
         self.device: DeviceInfo = self.manager.device(device)
         if self.device.kind not in self.framework.device_kinds:
-            raise NotAvailableError(f"framework '{framework}' cannot run on {self.device.id} "
-                                    f"(it drives: {', '.join(self.framework.device_kinds)})")
+            raise NotAvailableError(
+                f"framework '{framework}' cannot run on {self.device.id} "
+                f"(it drives: {', '.join(self.framework.device_kinds)})"
+            )
         self.spec: ModelSpec | None = None
         self.model: Any = None
         self.dtype = "float32"
@@ -53,9 +54,15 @@ class Stack:
         self._steps: dict[tuple[str, Optimizer], Callable[[np.ndarray, np.ndarray], Any]] = {}
 
     @classmethod
-    def auto(cls, policy: str = "accelerator", spec: ModelSpec | None = None, batch_size: int = 32,
-             device: str | None = None, strict: bool = False,
-             manager: PluginManager | None = None) -> "Stack":
+    def auto(
+        cls,
+        policy: str = "accelerator",
+        spec: ModelSpec | None = None,
+        batch_size: int = 32,
+        device: str | None = None,
+        strict: bool = False,
+        manager: PluginManager | None = None,
+    ) -> Stack:
         """The best usable pair by ``policy`` (``accelerator``, ``memory`` or ``fastest``; see
         :mod:`sdk_core.runtime.select`), on ``device`` if given. ``strict`` refuses to fall back to
         the cpu. The spec is not built: call :meth:`build`."""
@@ -80,7 +87,7 @@ class Stack:
             times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
-    def to(self, framework: str | None = None, device: str | None = None) -> "Stack":
+    def to(self, framework: str | None = None, device: str | None = None) -> Stack:
         """A new stack on another framework and/or device holding this model and its current
         weights: train on one stack, serve on another."""
         spec = self._need_model()
@@ -94,15 +101,17 @@ class Stack:
         return f"Stack({self.framework.name!r}, {self.device.id!r}: {model})"
 
     # -- model ------------------------------------------------------------------------------
-    def build(self, spec: ModelSpec | Mapping[str, Any], seed: int = 0, dtype: str = "float32") -> "Stack":
+    def build(self, spec: ModelSpec | Mapping[str, Any], seed: int = 0, dtype: str = "float32") -> Stack:
         """Build ``spec`` natively and set the canonical initial weights for ``seed``."""
         spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)
         unsupported = {l.type for l in spec.layers} & set(self.framework.unsupported)
         if unsupported:
-            raise NotAvailableError(f"framework '{self.framework.name}' does not support layer "
-                                    f"{sorted(unsupported)[0]}")
-        self.model = self.manager.build_model(BuildRequest(
-            self.framework.name, spec, self.device, dtype=dtype, seed=seed))
+            raise NotAvailableError(
+                f"framework '{self.framework.name}' does not support layer {sorted(unsupported)[0]}"
+            )
+        self.model = self.manager.build_model(
+            BuildRequest(self.framework.name, spec, self.device, dtype=dtype, seed=seed)
+        )
         self.spec, self.dtype = spec, dtype
         self._predict, self._steps = None, {}
         self.set_weights(spec.init_weights(seed, dtype))
@@ -128,22 +137,34 @@ class Stack:
         self.manager.set_weights(WeightsRequest(self.framework.name, self.model, spec, weights))
 
     # -- training ---------------------------------------------------------------------------
-    def train_step(self, loss: str = "cross_entropy",
-                   optimizer: Optimizer | None = None) -> Callable[[np.ndarray, np.ndarray], Any]:
+    def train_step(
+        self, loss: str = "cross_entropy", optimizer: Optimizer | None = None
+    ) -> Callable[[np.ndarray, np.ndarray], Any]:
         """The plugin's compiled step for ``loss`` and ``optimizer``; one per pair, reused
         (so optimizer state carries over between ``fit`` calls)."""
         spec = self._need_model()
         key = (check_loss(loss), optimizer or Optimizer())
         if key not in self._steps:
-            self._steps[key] = self.manager.make_train_step(StepRequest(
-                self.framework.name, self.model, spec, self.device, key[0], key[1]))
+            self._steps[key] = self.manager.make_train_step(
+                StepRequest(self.framework.name, self.model, spec, self.device, key[0], key[1])
+            )
         return self._steps[key]
 
-    def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int | None = 32,
-            loss: str = "cross_entropy", optimizer: Optimizer | None = None, shuffle: bool = True,
-            seed: int = 0, validation_data: tuple[Any, Any] | None = None,
-            validation_split: float = 0.0, progress: bool | None = False,
-            on_epoch: Callable[[int, History], None] | None = None) -> History:
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        epochs: int = 1,
+        batch_size: int | None = 32,
+        loss: str = "cross_entropy",
+        optimizer: Optimizer | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        validation_data: tuple[Any, Any] | None = None,
+        validation_split: float = 0.0,
+        progress: bool | None = False,
+        on_epoch: Callable[[int, History], None] | None = None,
+    ) -> History:
         """Train for ``epochs``; ``batch_size=None`` is full-batch gradient descent.
 
         The last partial batch is used. Returns the per-epoch :class:`History`.
@@ -178,10 +199,10 @@ class Stack:
             losses = []
             for s in starts:
                 if order is not None and s % chunk == 0:
-                    idx = order[s:s + chunk]
+                    idx = order[s : s + chunk]
                     xc, yc = x[idx], y[idx]
                 xs, ys, at = (x, y, s) if order is None else (xc, yc, s % chunk)
-                xb, yb = xs[at:at + batch], ys[at:at + batch]
+                xb, yb = xs[at : at + batch], ys[at : at + batch]
                 losses.append((step(xb, yb), len(xb)))
                 if bar:
                     bar.update()
@@ -208,11 +229,11 @@ class Stack:
         x = spec.check_input(x)
         if self._predict is None:
             self._predict = self.manager.make_predict(
-                PredictRequest(self.framework.name, self.model, spec, self.device))
+                PredictRequest(self.framework.name, self.model, spec, self.device)
+            )
         if len(x) <= batch_size:
             return np.asarray(self._predict(x))
-        return np.concatenate([np.asarray(self._predict(x[s:s + batch_size]))
-                               for s in range(0, len(x), batch_size)])
+        return np.concatenate([np.asarray(self._predict(x[s : s + batch_size])) for s in range(0, len(x), batch_size)])
 
     def evaluate(self, x: Any, y: Any, loss: str = "cross_entropy", batch_size: int = 256) -> dict[str, float]:
         """Mean loss, and accuracy for ``cross_entropy``."""
@@ -229,10 +250,13 @@ class Stack:
     def save(self, path: str) -> None:
         """Save the weights and the spec to a safetensors file, atomically."""
         spec = self._need_model()
-        save_weights(path, self.get_weights(), {
-            "spec": spec.to_json(), "framework": self.framework.name, "device": self.device.id})
+        save_weights(
+            path,
+            self.get_weights(),
+            {"spec": spec.to_json(), "framework": self.framework.name, "device": self.device.id},
+        )
 
-    def load(self, path: str) -> "Stack":
+    def load(self, path: str) -> Stack:
         """Load weights saved by any framework. Builds the file's spec if nothing is built
         yet; otherwise the file must match the built model."""
         weights, meta = load_weights(path)

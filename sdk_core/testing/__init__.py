@@ -17,7 +17,8 @@ round-trip through safetensors; a model trained here loads in every other instal
 (and back) with the same predictions; bad input gives clear errors; and that every excluded
 feature is refused with an sdk_core error. Exclusions appear as skips with their reason.
 """
+
 from .cases import ALL_FEATURES, LAYER_CASES, STEP_CASES
 from .suite import ConformanceSuite
 
-__all__ = ["ALL_FEATURES", "ConformanceSuite", "LAYER_CASES", "STEP_CASES"]
+__all__ = ["ALL_FEATURES", "LAYER_CASES", "STEP_CASES", "ConformanceSuite"]

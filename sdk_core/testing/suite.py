@@ -1,4 +1,5 @@
 """ConformanceSuite: the tests every framework plugin passes. See the package docstring."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,9 @@ import numpy as np
 import pytest
 
 import sdk_core
-from sdk_core import (NotAvailableError, SdkError, SpecError, Stack, WeightsError, get_manager)
+from sdk_core import NotAvailableError, SdkError, SpecError, Stack, WeightsError, get_manager
 
-from .cases import (ALL_FEATURES, LAYER_CASES, STEP_CASES, STEP_SPEC, inputs, random_weights,
-                    targets)
+from .cases import ALL_FEATURES, LAYER_CASES, STEP_CASES, STEP_SPEC, inputs, random_weights, targets
 
 REFERENCE = "numpy"
 FRAMEWORK_MODULES = ("torch", "tensorflow", "jax", "mindspore")
@@ -65,8 +65,9 @@ class ConformanceSuite:
     def _assert_weights_close(self, got: dict, want: dict, what: str) -> None:
         assert sorted(got) == sorted(want), what
         for name in want:
-            np.testing.assert_allclose(got[name], want[name], rtol=self.step_rtol, atol=self.step_atol,
-                                       err_msg=f"{what}: weight '{name}'")
+            np.testing.assert_allclose(
+                got[name], want[name], rtol=self.step_rtol, atol=self.step_atol, err_msg=f"{what}: weight '{name}'"
+            )
 
     # -- contract ------------------------------------------------------------------------------
     def test_exclusions_name_real_features(self):
@@ -74,8 +75,9 @@ class ConformanceSuite:
         assert not unknown, f"unknown feature ids in exclusions: {unknown}"
         info = get_manager().framework(self.framework)
         layers = {f.split(":", 1)[1] for f in self.exclusions if f.startswith("layer:")}
-        assert layers == set(info.unsupported) & set(sdk_core.LAYER_TYPES), \
+        assert layers == set(info.unsupported) & set(sdk_core.LAYER_TYPES), (
             "excluded layers must be exactly the layers FrameworkInfo.unsupported lists"
+        )
 
     def test_framework_is_found_and_drives_the_device(self):
         manager = get_manager()
@@ -83,8 +85,10 @@ class ConformanceSuite:
         assert info.installed and manager.device(self.device).kind in info.device_kinds
 
     def test_discovery_imports_no_framework(self):
-        code = ("import json, sys, sdk_core; m = sdk_core.get_manager(); m.plugins(); m.frameworks(); "
-                "m.devices(); print(json.dumps(sorted(set(sys.modules) & set(%r))))" % (FRAMEWORK_MODULES,))
+        code = (
+            "import json, sys, sdk_core; m = sdk_core.get_manager(); m.plugins(); m.frameworks(); "
+            f"m.devices(); print(json.dumps(sorted(set(sys.modules) & set({FRAMEWORK_MODULES!r}))))"
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout.strip().splitlines()[-1]) == []
@@ -173,12 +177,18 @@ class ConformanceSuite:
             if other == self.framework or {l.type for l in spec.layers} & set(info.unsupported):
                 continue
             theirs = Stack(other, "cpu").load(str(path))
-            np.testing.assert_allclose(theirs.predict(x), mine, rtol=self.forward_rtol, atol=1e-4,
-                                       err_msg=f"{self.framework} -> {other}")
+            np.testing.assert_allclose(
+                theirs.predict(x), mine, rtol=self.forward_rtol, atol=1e-4, err_msg=f"{self.framework} -> {other}"
+            )
             back = tmp_path / f"from_{other}.safetensors"
             theirs.save(str(back))
-            np.testing.assert_allclose(Stack(self.framework, self.device).load(str(back)).predict(x), mine,
-                                       rtol=self.forward_rtol, atol=1e-4, err_msg=f"{other} -> {self.framework}")
+            np.testing.assert_allclose(
+                Stack(self.framework, self.device).load(str(back)).predict(x),
+                mine,
+                rtol=self.forward_rtol,
+                atol=1e-4,
+                err_msg=f"{other} -> {self.framework}",
+            )
             checked.append(other)
         assert REFERENCE in checked or self.framework == REFERENCE, "the reference must be installed alongside"
 
@@ -193,13 +203,18 @@ class ConformanceSuite:
         weights = tmp_path / "lenet5.safetensors"
         sdk = [sys.executable, "-m", "sdk_core"]
         common = ["--framework", self.framework, "--device", self.device, "--json"]
-        train = subprocess.run(sdk + ["train", "--epochs", str(self.lenet_epochs), "--out", str(weights), *common],
-                               capture_output=True, text=True, timeout=1200)
+        train = subprocess.run(
+            sdk + ["train", "--epochs", str(self.lenet_epochs), "--out", str(weights), *common],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
         assert train.returncode == 0, train.stderr[-2000:]
         accuracy = json.loads(train.stdout)["test"]["accuracy"]
         assert accuracy >= 0.95
-        predict = subprocess.run(sdk + ["predict", "--weights", str(weights), *common],
-                                 capture_output=True, text=True, timeout=600)
+        predict = subprocess.run(
+            sdk + ["predict", "--weights", str(weights), *common], capture_output=True, text=True, timeout=600
+        )
         assert predict.returncode == 0, predict.stderr[-2000:]
         assert json.loads(predict.stdout)["accuracy"] == pytest.approx(accuracy)
 
@@ -223,15 +238,18 @@ class ConformanceSuite:
             stack.load(str(other))
 
     def test_excluded_features_fail_clearly(self):
-        for feature, reason in self.exclusions.items():
+        for feature in self.exclusions:
             kind, _, name = feature.partition(":")
             with pytest.raises(SdkError):
                 if kind == "layer":
                     case = next(c for c in LAYER_CASES.values() if feature in c.features)
                     self._stack(case.spec)
                 elif kind == "optimizer":
-                    float(self._stack(STEP_SPEC).train_step("cross_entropy", sdk_core.Optimizer(name))(
-                        inputs(STEP_SPEC), targets(STEP_SPEC, "cross_entropy")))
+                    float(
+                        self._stack(STEP_SPEC).train_step("cross_entropy", sdk_core.Optimizer(name))(
+                            inputs(STEP_SPEC), targets(STEP_SPEC, "cross_entropy")
+                        )
+                    )
                 elif kind == "dtype":
                     self._stack(STEP_SPEC, dtype=name)
                 else:

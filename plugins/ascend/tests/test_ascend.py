@@ -1,5 +1,6 @@
 """Ascend detection: the npu-smi parser on its table format (fixtures reconstructed from the
 format Huawei documents, not recorded on silicon here), device files, and this machine."""
+
 from pathlib import Path
 
 import pytest

@@ -5,5 +5,5 @@ class TestConformance(ConformanceSuite):
     framework = "jax"
     exclusions = {
         "dtype:float64": "float64 needs JAX's process-wide jax_enable_x64 switch, which a plugin "
-                         "must not flip behind the user's back",
+        "must not flip behind the user's back",
     }

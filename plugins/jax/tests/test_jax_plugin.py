@@ -1,4 +1,5 @@
 """JAX plugin specifics: lazy import, device mapping, optax schedule, dtype, dropout seeding."""
+
 import subprocess
 import sys
 
@@ -21,8 +22,13 @@ def test_device_mapping():
     assert jax_device(DeviceInfo(kind="cpu")) == jax.devices("cpu")[0]
 
 
-@pytest.mark.parametrize("schedule", [Schedule("step", warmup_steps=2, step_size=3, gamma=0.5),
-                                      Schedule("cosine", warmup_steps=3, total_steps=10, min_lr=0.01)])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        Schedule("step", warmup_steps=2, step_size=3, gamma=0.5),
+        Schedule("cosine", warmup_steps=3, total_steps=10, min_lr=0.01),
+    ],
+)
 def test_optax_schedule_equals_the_core_schedule(schedule):
     from sdk_jax._optim import schedule_fn
 

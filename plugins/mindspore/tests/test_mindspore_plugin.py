@@ -1,4 +1,5 @@
 """MindSpore plugin specifics: lazy import, one device target per process, tanh accuracy."""
+
 import subprocess
 import sys
 

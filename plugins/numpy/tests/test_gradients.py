@@ -1,10 +1,27 @@
 """Every layer's and loss's backward pass against central finite differences (float64)."""
+
 import numpy as np
 import pytest
 
-from sdk_core import (Attention, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Embedding, Flatten,
-                      GELU, LayerNorm, MaxPool2D, ModelSpec, ReLU, Sigmoid, Softmax, Tanh,
-                      TransformerBlock)
+from sdk_core import (
+    GELU,
+    Attention,
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    LayerNorm,
+    MaxPool2D,
+    ModelSpec,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    TransformerBlock,
+)
 from sdk_numpy._layers import cross_entropy, mse
 from sdk_numpy._runtime import NumpyModel
 
@@ -112,10 +129,13 @@ def test_small_gpt_gradients():
     check_model(spec, x)
 
 
-@pytest.mark.parametrize("loss, target", [
-    (cross_entropy, lambda rng: rng.integers(0, 5, size=(3, 4))),
-    (mse, lambda rng: rng.normal(size=(3, 4, 5))),
-])
+@pytest.mark.parametrize(
+    "loss, target",
+    [
+        (cross_entropy, lambda rng: rng.integers(0, 5, size=(3, 4))),
+        (mse, lambda rng: rng.normal(size=(3, 4, 5))),
+    ],
+)
 def test_loss_gradients(loss, target):
     rng = np.random.default_rng(11)
     out, y = rng.normal(size=(3, 4, 5)), target(rng)

@@ -1,4 +1,5 @@
 """The NumPy plugin through the core: discovery, determinism, dtypes."""
+
 import subprocess
 import sys
 

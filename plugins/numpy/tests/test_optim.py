@@ -1,4 +1,5 @@
 """Optimizer updates against the rules of sdk_core/model/optim.py, written out per element."""
+
 import math
 
 import numpy as np

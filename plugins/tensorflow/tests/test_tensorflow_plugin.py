@@ -1,4 +1,5 @@
 """TensorFlow plugin specifics: lazy import, devices, layout, the digits job."""
+
 import os
 import subprocess
 import sys
@@ -11,8 +12,10 @@ from sdk_core import DeviceInfo, NotAvailableError, Optimizer, Schedule, Stack, 
 
 
 def test_entry_point_does_not_import_tensorflow():
-    code = ("import sys, sdk_tensorflow, sdk_core; sdk_core.get_manager().frameworks(); "
-            "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
+    code = (
+        "import sys, sdk_tensorflow, sdk_core; sdk_core.get_manager().frameworks(); "
+        "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -47,8 +50,10 @@ def test_keras_on_another_backend_is_refused_clearly():
     assert out.returncode != 0
     # Keras' numpy backend needs jax: with it the backend loads and is refused, without it the
     # import fails; either way one clear line names the cause
-    assert ("needs Keras on the tensorflow backend, this process runs it on 'numpy'" in out.stderr
-            or "needs Keras on the tensorflow backend, KERAS_BACKEND='numpy' failed to load" in out.stderr)
+    assert (
+        "needs Keras on the tensorflow backend, this process runs it on 'numpy'" in out.stderr
+        or "needs Keras on the tensorflow backend, KERAS_BACKEND='numpy' failed to load" in out.stderr
+    )
 
 
 def test_float64_steps_follow_the_reference_closely():
@@ -56,8 +61,9 @@ def test_float64_steps_follow_the_reference_closely():
     spec = zoo.mlp(input_dim=5, hidden=(6,), classes=3)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(8, 5)), rng.integers(0, 3, 8)
-    opt = Optimizer("adamw", lr=0.01, weight_decay=0.1,
-                    schedule=Schedule("cosine", warmup_steps=1, total_steps=3, min_lr=0.001))
+    opt = Optimizer(
+        "adamw", lr=0.01, weight_decay=0.1, schedule=Schedule("cosine", warmup_steps=1, total_steps=3, min_lr=0.001)
+    )
     stacks = [Stack(name).build(spec, dtype="float64") for name in ("tensorflow", "numpy")]
     steps = [s.train_step("cross_entropy", opt) for s in stacks]
     for _ in range(4):
@@ -70,14 +76,17 @@ def test_float64_steps_follow_the_reference_closely():
 
 
 def test_keras_sgd_where_it_follows_the_core_rule():
-    from sdk_tensorflow._optim import CoreOptimizer, make_optimizer
     from sdk_tensorflow._framework import keras
+    from sdk_tensorflow._optim import CoreOptimizer, make_optimizer
 
     assert type(make_optimizer(Optimizer("sgd", momentum=0.9, nesterov=True), "float32")) is keras.optimizers.SGD
     assert type(make_optimizer(Optimizer("sgd", schedule=Schedule("step")), "float32")) is keras.optimizers.SGD
-    for rule, dtype in ((Optimizer("sgd", momentum=0.9, schedule=Schedule("step")), "float32"),
-                        (Optimizer("sgd", weight_decay=0.1), "float32"), (Optimizer("sgd"), "float64"),
-                        (Optimizer("adam"), "float32")):
+    for rule, dtype in (
+        (Optimizer("sgd", momentum=0.9, schedule=Schedule("step")), "float32"),
+        (Optimizer("sgd", weight_decay=0.1), "float32"),
+        (Optimizer("sgd"), "float64"),
+        (Optimizer("adam"), "float32"),
+    ):
         assert isinstance(make_optimizer(rule, dtype), CoreOptimizer)
 
 

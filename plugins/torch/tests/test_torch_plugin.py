@@ -1,4 +1,5 @@
 """PyTorch plugin specifics: lazy import, device mapping, native modules."""
+
 import subprocess
 import sys
 

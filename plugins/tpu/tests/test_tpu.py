@@ -1,5 +1,6 @@
 """TPU detection on file trees laid out as real TPU VMs lay them out (reconstructed from the
 public driver and runtime conventions; not recorded on silicon), and on this machine."""
+
 import pytest
 
 from sdk_tpu._detect import probe

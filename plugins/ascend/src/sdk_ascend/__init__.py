@@ -1,5 +1,6 @@
 """sdk-ascend: Huawei Ascend NPUs for sdk_core, found through the driver's ``npu-smi`` tool
 and /dev/davinci<N>. Imports no framework; a machine without NPUs reports no devices."""
+
 from __future__ import annotations
 
 import glob
@@ -12,8 +13,9 @@ SDK_CORE_API = 1
 
 def driver_present() -> bool:
     """Device files or the driver's tool: without either there is no NPU to parse for."""
-    on_path = any(os.access(os.path.join(d, "npu-smi"), os.X_OK)
-                  for d in os.environ.get("PATH", "").split(os.pathsep) if d)
+    on_path = any(
+        os.access(os.path.join(d, "npu-smi"), os.X_OK) for d in os.environ.get("PATH", "").split(os.pathsep) if d
+    )
     return on_path or bool(glob.glob("/dev/davinci[0-9]*"))
 
 

@@ -6,8 +6,10 @@ Peak figures per chip are the commonly quoted FP16 figures (910A and 310 from Hu
 product pages; 910B1-B4 from widely cited figures, not confirmed against a datasheet here). A
 name not in the table (e.g. the A3's plain "Ascend910") gets no figures rather than a guess.
 """
+
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -27,8 +29,12 @@ class ChipSpec:
 
 
 CHIPS = {  # by the prefix of the name npu-smi prints
-    "910B1": ChipSpec(24, 414e12), "910B2": ChipSpec(24, 376e12), "910B3": ChipSpec(20, 313e12),
-    "910B4": ChipSpec(20, 280e12), "910A": ChipSpec(32, 256e12), "310P": ChipSpec(8, 70e12),
+    "910B1": ChipSpec(24, 414e12),
+    "910B2": ChipSpec(24, 376e12),
+    "910B3": ChipSpec(20, 313e12),
+    "910B4": ChipSpec(20, 280e12),
+    "910A": ChipSpec(32, 256e12),
+    "310P": ChipSpec(8, 70e12),
     "310": ChipSpec(2, 8e12),
 }
 
@@ -60,10 +66,13 @@ def _used_total(text: str) -> tuple[int | None, int | None]:
 
 def parse_info(text: str) -> list[Chip]:
     """Chips from the table ``npu-smi info`` prints."""
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
-            for line in text.splitlines() if line.startswith("|") and not line.startswith("|=")]
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("|") and not line.startswith("|=")
+    ]
     chips = []
-    for first, second in zip(rows, rows[1:]):
+    for first, second in itertools.pairwise(rows):
         head = first[0].split()
         if len(first) < 3 or len(head) < 2 or not head[0].isdigit() or len(second) < 3:
             continue
@@ -74,11 +83,19 @@ def parse_info(text: str) -> list[Chip]:
         pairs = re.findall(r"\d+\s*/\s*\d+", second[2])
         used, total = _used_total(pairs[-1]) if pairs else (None, None)
         chip_id = second[0].split()[0] if second[0].split() else ""
-        chips.append(Chip(npu=int(head[0]), chip=int(chip_id) if chip_id.isdigit() else 0,
-                          name=" ".join(head[1:]), health=first[1],
-                          power_w=_number(values[0]) if values else None,
-                          temperature_c=_number(values[1]) if len(values) > 1 else None,
-                          bus_id=second[1], hbm_used=used, hbm_total=total))
+        chips.append(
+            Chip(
+                npu=int(head[0]),
+                chip=int(chip_id) if chip_id.isdigit() else 0,
+                name=" ".join(head[1:]),
+                health=first[1],
+                power_w=_number(values[0]) if values else None,
+                temperature_c=_number(values[1]) if len(values) > 1 else None,
+                bus_id=second[1],
+                hbm_used=used,
+                hbm_total=total,
+            )
+        )
     return chips
 
 
@@ -94,14 +111,27 @@ def describe(chips: list[Chip], version: str = "") -> list[DeviceInfo]:
     for i, chip in enumerate(chips):
         spec = _spec(chip.name)
         free = chip.hbm_total - chip.hbm_used if chip.hbm_total is not None and chip.hbm_used is not None else None
-        out.append(DeviceInfo(
-            kind="npu", index=i, vendor="Huawei",
-            name=chip.name if chip.name.startswith("Ascend") else f"Ascend {chip.name}",
-            memory_total=chip.hbm_total,
-            memory_free=free, compute_units=spec.ai_cores if spec else None,
-            peak_flops={"float16": spec.fp16_flops} if spec else {}, driver=version,
-            extra={"npu_id": chip.npu, "chip_id": chip.chip, "health": chip.health, "bus_id": chip.bus_id,
-                   "power_w": chip.power_w, "temperature_c": chip.temperature_c}))
+        out.append(
+            DeviceInfo(
+                kind="npu",
+                index=i,
+                vendor="Huawei",
+                name=chip.name if chip.name.startswith("Ascend") else f"Ascend {chip.name}",
+                memory_total=chip.hbm_total,
+                memory_free=free,
+                compute_units=spec.ai_cores if spec else None,
+                peak_flops={"float16": spec.fp16_flops} if spec else {},
+                driver=version,
+                extra={
+                    "npu_id": chip.npu,
+                    "chip_id": chip.chip,
+                    "health": chip.health,
+                    "bus_id": chip.bus_id,
+                    "power_w": chip.power_w,
+                    "temperature_c": chip.temperature_c,
+                },
+            )
+        )
     return out
 
 
@@ -129,6 +159,13 @@ def probe(root: str | Path = "/") -> list[DeviceInfo]:
         return describe(parse_info(text), f"npu-smi {version.group(1)}" if version else "")
     # no tool: the device files still say how many chips the driver exposes
     files = sorted(Path(root, "dev").glob("davinci[0-9]*"), key=lambda p: int(p.name[7:]))
-    return [DeviceInfo(kind="npu", index=i, vendor="Huawei", name="Ascend NPU",
-                       extra={"device_file": str(p), "source": "device file only (npu-smi not found)"})
-            for i, p in enumerate(files)]
+    return [
+        DeviceInfo(
+            kind="npu",
+            index=i,
+            vendor="Huawei",
+            name="Ascend NPU",
+            extra={"device_file": str(p), "source": "device file only (npu-smi not found)"},
+        )
+        for i, p in enumerate(files)
+    ]

@@ -1,5 +1,6 @@
 """sdk-jax: the JAX framework plugin (jax.jit steps, optax optimizers). jax is imported on
 first real use (in ``_runtime``), never by discovery."""
+
 from sdk_core import FrameworkHooks
 
 plugin = FrameworkHooks("jax", "sdk_jax._runtime", {"jax": ("cpu", "cuda", "tpu")}, priority=15)

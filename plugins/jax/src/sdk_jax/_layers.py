@@ -3,10 +3,11 @@
 ``params`` and ``state`` (batchnorm running statistics) are dicts keyed by canonical names,
 so the canonical layout is the native one.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -62,12 +63,16 @@ def _batchnorm(layer: S.BatchNorm, p: str):
             mean, var = x.mean(axes), x.var(axes)
             n = x.size // x.shape[1]
             m = layer.momentum
-            state = {**state, p + "running_mean": (1 - m) * state[p + "running_mean"] + m * mean,
-                     p + "running_var": (1 - m) * state[p + "running_var"] + m * var * n / max(n - 1, 1)}
+            state = {
+                **state,
+                p + "running_mean": (1 - m) * state[p + "running_mean"] + m * mean,
+                p + "running_var": (1 - m) * state[p + "running_var"] + m * var * n / max(n - 1, 1),
+            }
         else:
             mean, var = state[p + "running_mean"], state[p + "running_var"]
         y = (x - mean.reshape(shape)) * lax.rsqrt(var.reshape(shape) + layer.eps)
         return y * params[p + "weight"].reshape(shape) + params[p + "bias"].reshape(shape), state
+
     return apply
 
 
@@ -79,6 +84,7 @@ def _block(layer: S.TransformerBlock, p: str):
         h = _linear(params, p + "fc1.", _layernorm(params, p + "ln2.", x, 1e-5))
         h = _linear(params, p + "fc2.", jax.nn.gelu(h, approximate=True))
         return x + _dropout(h, layer.dropout, training, k2), state
+
     return apply
 
 
@@ -91,11 +97,18 @@ def layer_fn(index: int, layer: S.Layer) -> Apply:
     if isinstance(layer, S.Dense):
         return _stateless(lambda params, x, tr, k: _linear(params, p, x, layer.bias))
     if isinstance(layer, S.Conv2D):
+
         def conv(params, x, tr, k):
             pad = layer.padding
-            y = lax.conv_general_dilated(x, params[p + "weight"], (layer.stride,) * 2, [(pad, pad)] * 2,
-                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            y = lax.conv_general_dilated(
+                x,
+                params[p + "weight"],
+                (layer.stride,) * 2,
+                [(pad, pad)] * 2,
+                dimension_numbers=("NCHW", "OIHW", "NCHW"),
+            )
             return y + params[p + "bias"][None, :, None, None] if layer.bias else y
+
         return _stateless(conv)
     if isinstance(layer, (S.MaxPool2D, S.AvgPool2D)):
         op = "max" if isinstance(layer, S.MaxPool2D) else "avg"
@@ -107,17 +120,24 @@ def layer_fn(index: int, layer: S.Layer) -> Apply:
     if isinstance(layer, S.Dropout):
         return _stateless(lambda params, x, tr, k: _dropout(x, layer.rate, tr, k))
     if isinstance(layer, S.Embedding):
+
         def embed(params, x, tr, k):
             y = params[p + "weight"][x]
             return y + params[p + "position"][: x.shape[1]] if layer.max_len else y
+
         return _stateless(embed)
     if isinstance(layer, S.Attention):
         return _stateless(lambda params, x, tr, k: _attention(params, p, x, layer.num_heads, layer.causal))
     if isinstance(layer, S.TransformerBlock):
         return _block(layer, p)
-    simple = {"flatten": lambda x: x.reshape(x.shape[0], -1), "relu": jax.nn.relu, "tanh": jnp.tanh,
-              "sigmoid": jax.nn.sigmoid, "gelu": lambda x: jax.nn.gelu(x, approximate=True),
-              "softmax": lambda x: jax.nn.softmax(x, axis=-1)}
+    simple = {
+        "flatten": lambda x: x.reshape(x.shape[0], -1),
+        "relu": jax.nn.relu,
+        "tanh": jnp.tanh,
+        "sigmoid": jax.nn.sigmoid,
+        "gelu": lambda x: jax.nn.gelu(x, approximate=True),
+        "softmax": lambda x: jax.nn.softmax(x, axis=-1),
+    }
     fn = simple[layer.type]
     return _stateless(lambda params, x, tr, k: fn(x))
 

@@ -1,7 +1,8 @@
 """The core's optimizers as optax transformations, and its schedule as an optax schedule."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -1,8 +1,9 @@
 """The JAX model holder and the jit-compiled step and predict functions."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -27,8 +28,9 @@ class JaxModel:
 
     def __init__(self, request: BuildRequest) -> None:
         if request.dtype != "float32":
-            raise ValueError("float64 needs JAX's process-wide jax_enable_x64 switch, which this "
-                             "plugin does not flip; use float32")
+            raise ValueError(
+                "float64 needs JAX's process-wide jax_enable_x64 switch, which this plugin does not flip; use float32"
+            )
         self.spec, self.device = request.spec, jax_device(request.device)
         self.apply = model_fn(request.spec)
         self.trainable = {p.name for p in request.spec.layout() if p.trainable}
@@ -77,6 +79,7 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], jax.A
         return optax.apply_updates(params, updates), state, opt_state, loss
 
     if _has_dropout(request.spec):
+
         @partial(jax.jit, donate_argnums=(0, 1, 2, 3))
         def update(params, state, opt_state, key, x, y):
             key, sub = jax.random.split(key)
@@ -84,7 +87,8 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], jax.A
 
         def step(x: np.ndarray, y: np.ndarray) -> jax.Array:
             model.params, model.state, opt_state[0], loss, model.key = update(
-                model.params, model.state, opt_state[0], model.key, x, y)
+                model.params, model.state, opt_state[0], model.key, x, y
+            )
             return loss
     else:
         key = model.key

@@ -1,5 +1,6 @@
 """sdk-mindspore: the MindSpore framework plugin (nn.Cell, value_and_grad + jit). mindspore
 is imported on first real use (in ``_runtime``), never by discovery."""
+
 from sdk_core import FrameworkHooks
 
 plugin = FrameworkHooks("mindspore", "sdk_mindspore._runtime", {"mindspore": ("cpu", "cuda", "npu")}, priority=5)

@@ -1,6 +1,7 @@
 """mindspore.nn cells built from a ModelSpec. ``SequentialCell`` names its children like the
 spec numbers its layers; ``nn.Dense`` weights are stored ``(out, in)`` and ``nn.LayerNorm``
 calls its weights gamma and beta, everything else carries the canonical name."""
+
 from __future__ import annotations
 
 import math
@@ -114,8 +115,15 @@ def _cell(layer: S.Layer, shape: tuple[int, ...]) -> nn.Cell:
     if isinstance(layer, S.Dense):
         return nn.Dense(shape[-1], layer.units, has_bias=layer.bias)
     if isinstance(layer, S.Conv2D):
-        return nn.Conv2d(shape[0], layer.filters, layer.kernel_size, layer.stride, pad_mode="pad",
-                         padding=layer.padding, has_bias=layer.bias)
+        return nn.Conv2d(
+            shape[0],
+            layer.filters,
+            layer.kernel_size,
+            layer.stride,
+            pad_mode="pad",
+            padding=layer.padding,
+            has_bias=layer.bias,
+        )
     if isinstance(layer, S.MaxPool2D):
         return nn.MaxPool2d(layer.pool_size, layer.step, pad_mode="valid")
     if isinstance(layer, S.AvgPool2D):
@@ -132,8 +140,14 @@ def _cell(layer: S.Layer, shape: tuple[int, ...]) -> nn.Cell:
         return Attention(shape[-1], layer.num_heads, layer.causal)
     if isinstance(layer, S.TransformerBlock):
         return TransformerBlock(shape[-1], layer)
-    simple = {"flatten": nn.Flatten, "relu": nn.ReLU, "tanh": Tanh, "sigmoid": nn.Sigmoid,
-              "gelu": lambda: nn.GELU(approximate=True), "softmax": lambda: nn.Softmax(axis=-1)}
+    simple = {
+        "flatten": nn.Flatten,
+        "relu": nn.ReLU,
+        "tanh": Tanh,
+        "sigmoid": nn.Sigmoid,
+        "gelu": lambda: nn.GELU(approximate=True),
+        "softmax": lambda: nn.Softmax(axis=-1),
+    }
     return simple[layer.type]()
 
 

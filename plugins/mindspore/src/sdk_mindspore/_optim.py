@@ -6,9 +6,10 @@ no epsilon (a zero gradient divides 0 by 0) and starts at 0.1, RMSProp puts epsi
 square root, Adam adds epsilon to the bias-corrected root, AdamWeightDecay skips bias
 correction. So :func:`core_rule` applies the core's rules itself with MindSpore ops.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from mindspore import Parameter, nn, ops
 
@@ -20,8 +21,7 @@ SLOTS = {"sgd": ("buf",), "adagrad": ("sum",), "rmsprop": ("v",), "adam": ("m", 
 def native_sgd(o: Optimizer, params: list[Parameter]) -> nn.SGD | None:
     """MindSpore's own SGD where it follows the core's rule (a constant learning rate)."""
     if o.name == "sgd" and o.schedule.is_constant and params:
-        return nn.SGD(params, learning_rate=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                      weight_decay=o.weight_decay)
+        return nn.SGD(params, learning_rate=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
     return None
 
 
@@ -30,11 +30,12 @@ def core_rule(o: Optimizer, params: list[Parameter]) -> Callable:
     the jit-compiled step. ``lr`` is the step's learning rate, ``bc1`` and ``bc2`` Adam's bias
     corrections ``1 - beta ** (t + 1)``. The optimizer state lives in Parameters beside it."""
     names = SLOTS[o.name] if o.name != "sgd" or o.momentum else ()
-    slots = {n: [Parameter(ops.zeros_like(p), name=f"{n}.{p.name}", requires_grad=False) for p in params]
-             for n in names}
+    slots = {
+        n: [Parameter(ops.zeros_like(p), name=f"{n}.{p.name}", requires_grad=False) for p in params] for n in names
+    }
 
     def apply(grads, lr, bc1, bc2):
-        for i, (p, g) in enumerate(zip(params, grads)):
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
             if o.weight_decay and o.name != "adamw":
                 g = g + o.weight_decay * p
             if o.name == "sgd":

@@ -3,10 +3,12 @@
 The optimizer update (``_optim``) runs inside the same jit-compiled graph as the forward and
 backward passes; the learning rate of each step comes from the core's schedule.
 """
+
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import mindspore as ms
 import numpy as np
@@ -14,7 +16,8 @@ from mindspore import Tensor, ops
 
 from sdk_core import BuildRequest, DeviceInfo, StepRequest
 
-from ._layers import build as build_cells, canonical_names
+from ._layers import build as build_cells
+from ._layers import canonical_names
 from ._optim import core_rule, native_sgd
 
 TARGETS = {"cpu": "CPU", "cuda": "GPU", "npu": "Ascend"}
@@ -25,8 +28,10 @@ def use_device(device: DeviceInfo) -> None:
     """Set MindSpore's process-wide device target once; a second, different one is refused."""
     target = TARGETS[device.kind]
     if _target and _target[0] != target:
-        raise RuntimeError(f"MindSpore runs one device target per process: this one uses "
-                           f"{_target[0]}, so {device.id} ({target}) needs a new process")
+        raise RuntimeError(
+            f"MindSpore runs one device target per process: this one uses "
+            f"{_target[0]}, so {device.id} ({target}) needs a new process"
+        )
     if not _target:
         ms.set_context(mode=ms.PYNATIVE_MODE)
         ms.set_device(target, device.index)
@@ -42,10 +47,8 @@ def _first_reshape() -> None:
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
-            try:
+            with contextlib.suppress(SystemError):
                 Tensor(np.ones((2, 2), np.float32)).reshape(-1, 2)
-            except SystemError:
-                pass
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -120,8 +123,11 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], Tenso
         count[0] += 1
         if not net.training:
             net.set_train(True)
-        scalars = fixed if not varying else Tensor(np.array(
-            [o.lr_at(t), 1 - o.beta1 ** (t + 1), 1 - o.beta2 ** (t + 1)], np.float32))
+        scalars = (
+            fixed
+            if not varying
+            else Tensor(np.array([o.lr_at(t), 1 - o.beta1 ** (t + 1), 1 - o.beta2 ** (t + 1)], np.float32))
+        )
         return run(model.tensor(x), Tensor(np.ascontiguousarray(y, y_dtype)), scalars)
 
     return step

@@ -1,5 +1,6 @@
 """sdk-numpy: the NumPy framework plugin, the embedded default and the reference every other
 framework plugin is checked against. Pure NumPy on the CPU."""
+
 from sdk_core import FrameworkHooks
 
 plugin = FrameworkHooks("numpy", "sdk_numpy._runtime", {"numpy": ("cpu",)}, priority=0)

@@ -4,6 +4,7 @@ Each op reads its weights from the model's canonical ``params`` dict under its o
 (``"3."`` or ``"3.attn."``), keeps what its backward pass needs from the last forward pass,
 and adds its weight gradients to ``grads`` under the same names.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,7 +69,7 @@ def _scatter(dxp: np.ndarray, dwin: np.ndarray, k: int, s: int) -> None:
     ho, wo = dwin.shape[2:4]
     for i in range(k):
         for j in range(k):
-            dxp[:, :, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s] += dwin[..., i, j]
+            dxp[:, :, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s] += dwin[..., i, j]
 
 
 class Conv2D(Op):
@@ -83,7 +84,7 @@ class Conv2D(Op):
         pad = self.pad
         xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
         win = _windows(xp, self.k, self.s)
-        b, c, ho, wo = win.shape[:4]
+        b, _, ho, wo = win.shape[:4]
         self.xshape, self.cols = xp.shape, win.transpose(0, 2, 3, 1, 4, 5).reshape(b * ho * wo, -1)
         y = self.cols @ w.reshape(w.shape[0], -1).T
         if self.bias:
@@ -104,7 +105,7 @@ class Conv2D(Op):
         dxp = np.zeros(self.xshape, dtype=dy.dtype)
         _scatter(dxp, dcols.transpose(0, 3, 1, 2, 4, 5), self.k, self.s)
         pad = self.pad
-        return dxp[:, :, pad:dxp.shape[2] - pad, pad:dxp.shape[3] - pad] if pad else dxp
+        return dxp[:, :, pad : dxp.shape[2] - pad, pad : dxp.shape[3] - pad] if pad else dxp
 
 
 class MaxPool2D(Op):
@@ -245,8 +246,9 @@ class _Norm(Op):
         if not self.training:
             return g * self.inv
         n = np.prod([dy.shape[a] for a in axes])
-        return self.inv / n * (n * g - g.sum(axis=axes, keepdims=True)
-                               - xhat * (g * xhat).sum(axis=axes, keepdims=True))
+        return (
+            self.inv / n * (n * g - g.sum(axis=axes, keepdims=True) - xhat * (g * xhat).sum(axis=axes, keepdims=True))
+        )
 
 
 class BatchNorm(_Norm):
@@ -345,7 +347,7 @@ class Attention(Op):
         dq = ds @ self.k
         dk = ds.transpose(0, 1, 3, 2) @ self.q
         merge = lambda t: t.transpose(0, 2, 1, 3).reshape(dy.shape)
-        return sum(self.proj[n].backward(params, grads, merge(d)) for n, d in zip("qkv", (dq, dk, dv)))
+        return sum(self.proj[n].backward(params, grads, merge(d)) for n, d in zip("qkv", (dq, dk, dv), strict=True))
 
 
 class TransformerBlock(Op):
@@ -353,10 +355,18 @@ class TransformerBlock(Op):
 
     def __init__(self, prefix: str, layer: S.TransformerBlock, rng: np.random.Generator) -> None:
         super().__init__(prefix)
-        self.attn_path = [LayerNorm(f"{prefix}ln1.", 1e-5), Attention(f"{prefix}attn.", layer.num_heads, layer.causal),
-                          Dropout(prefix, layer.dropout, rng)]
-        self.mlp_path = [LayerNorm(f"{prefix}ln2.", 1e-5), Linear(f"{prefix}fc1."), GELU(prefix),
-                         Linear(f"{prefix}fc2."), Dropout(prefix, layer.dropout, rng)]
+        self.attn_path = [
+            LayerNorm(f"{prefix}ln1.", 1e-5),
+            Attention(f"{prefix}attn.", layer.num_heads, layer.causal),
+            Dropout(prefix, layer.dropout, rng),
+        ]
+        self.mlp_path = [
+            LayerNorm(f"{prefix}ln2.", 1e-5),
+            Linear(f"{prefix}fc1."),
+            GELU(prefix),
+            Linear(f"{prefix}fc2."),
+            Dropout(prefix, layer.dropout, rng),
+        ]
 
     def forward(self, params, x, training):
         for path in (self.attn_path, self.mlp_path):
@@ -378,8 +388,7 @@ class TransformerBlock(Op):
 def make_op(index: int, layer: S.Layer, rng: np.random.Generator) -> Op:
     """The op for layer ``index`` of a spec."""
     prefix = f"{index}."
-    simple = {"flatten": Flatten, "relu": ReLU, "gelu": GELU, "tanh": Tanh, "sigmoid": Sigmoid,
-              "softmax": Softmax}
+    simple = {"flatten": Flatten, "relu": ReLU, "gelu": GELU, "tanh": Tanh, "sigmoid": Sigmoid, "softmax": Softmax}
     if layer.type in simple:
         return simple[layer.type](prefix)
     if isinstance(layer, S.Dense):
@@ -406,6 +415,7 @@ def make_op(index: int, layer: S.Layer, rng: np.random.Generator) -> Op:
 
 
 # -- losses with their gradients: (value, d value / d output) ------------------------------
+
 
 def cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean over all positions of ``-log softmax(logits)[y]``."""

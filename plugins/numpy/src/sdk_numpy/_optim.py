@@ -1,5 +1,8 @@
 """The core's optimizers (sdk_core/model/optim.py defines the rules), updating arrays in place."""
+
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -18,7 +21,7 @@ class Updater:
         lr = o.lr_at(t)
         for name in self.names:
             p, g, st = params[name], grads[name], self.state[name]
-            cast = lambda v: np.asarray(v, p.dtype)
+            cast = functools.partial(np.asarray, dtype=p.dtype)
             if o.weight_decay and o.name != "adamw":
                 g = g + cast(o.weight_decay) * p
             if o.name == "sgd":

@@ -1,7 +1,9 @@
 """The NumPy model (canonical weights in a dict, one op per layer), its training step and predict."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -18,15 +20,15 @@ class NumpyModel:
         self.spec, self.dtype = spec, np.dtype(dtype)
         self.rng = np.random.default_rng(seed)
         self.params: dict[str, np.ndarray] = {
-            k: v.astype(self.dtype) for k, v in spec.init_weights(seed, dtype).items()}
+            k: v.astype(self.dtype) for k, v in spec.init_weights(seed, dtype).items()
+        }
         self.ops = [make_op(i, layer, self.rng) for i, layer in enumerate(spec.layers)]
         self.ops[0].input_grad = False
         self.trainable = [p.name for p in spec.layout() if p.trainable]
 
     def _input(self, x: Any) -> np.ndarray:
         x = np.asarray(x)
-        return x.astype(np.int64, copy=False) if self.spec.input_dtype == "int64" else \
-            x.astype(self.dtype, copy=False)
+        return x.astype(np.int64, copy=False) if self.spec.input_dtype == "int64" else x.astype(self.dtype, copy=False)
 
     def forward(self, x: Any, training: bool = False) -> np.ndarray:
         h = self._input(x)

@@ -1,5 +1,6 @@
 """sdk-nvidia: NVIDIA GPUs for sdk_core, probed through NVML (nvidia-ml-py). Imports no
 deep-learning framework; a machine without an NVIDIA driver reports no devices."""
+
 from __future__ import annotations
 
 import os

@@ -6,14 +6,23 @@ of the same architecture may run FP32 accumulation at half that rate). Sources: 
 architecture whitepapers (Volta, Turing, Ampere GA100/GA102, Ada, Hopper, Blackwell). Check:
 H100 SXM, 132 SMs x 4096 x 1.83 GHz = 989 TFLOPS dense BF16, NVIDIA's published figure.
 """
+
 from __future__ import annotations
 
 # compute capability (major, minor) -> (FP32 lanes per SM, FP64 lanes per SM, tensor FP16/BF16 FLOPs per SM per clock)
 ARCH = {
-    (6, 0): (64, 32, 0), (6, 1): (128, 4, 0),
-    (7, 0): (64, 32, 1024), (7, 2): (64, 2, 1024), (7, 5): (64, 2, 1024),
-    (8, 0): (64, 32, 2048), (8, 6): (128, 2, 1024), (8, 7): (128, 2, 1024), (8, 9): (128, 2, 1024),
-    (9, 0): (128, 64, 4096), (10, 0): (128, 64, 8192), (12, 0): (128, 2, 1024),
+    (6, 0): (64, 32, 0),
+    (6, 1): (128, 4, 0),
+    (7, 0): (64, 32, 1024),
+    (7, 2): (64, 2, 1024),
+    (7, 5): (64, 2, 1024),
+    (8, 0): (64, 32, 2048),
+    (8, 6): (128, 2, 1024),
+    (8, 7): (128, 2, 1024),
+    (8, 9): (128, 2, 1024),
+    (9, 0): (128, 64, 4096),
+    (10, 0): (128, 64, 8192),
+    (12, 0): (128, 2, 1024),
 }
 NAMES = {6: "Pascal", 7: "Volta/Turing", 8: "Ampere/Ada", 9: "Hopper", 10: "Blackwell", 12: "Blackwell"}
 

@@ -4,8 +4,10 @@
 ``describe(index, snap, system)`` turns it into a DeviceInfo; tests feed ``describe`` values
 recorded from real GPUs.
 """
+
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -42,7 +44,8 @@ def snapshot(nv, handle) -> dict[str, Any]:
     return {
         "name": _text(nv.nvmlDeviceGetName(handle)),
         "uuid": _text(_try(nv.nvmlDeviceGetUUID, handle, default="")),
-        "memory_total": getattr(mem, "total", None), "memory_free": getattr(mem, "free", None),
+        "memory_total": getattr(mem, "total", None),
+        "memory_free": getattr(mem, "free", None),
         "compute_capability": tuple(_try(nv.nvmlDeviceGetCudaComputeCapability, handle, default=()) or ()),
         "cuda_cores": _try(nv.nvmlDeviceGetNumGpuCores, handle),
         "max_sm_clock_mhz": _try(nv.nvmlDeviceGetMaxClockInfo, handle, nv.NVML_CLOCK_SM),
@@ -55,8 +58,10 @@ def snapshot(nv, handle) -> dict[str, Any]:
 
 def system(nv) -> dict[str, str]:
     cuda = _try(nv.nvmlSystemGetCudaDriverVersion)
-    return {"driver": _text(_try(nv.nvmlSystemGetDriverVersion, default="")),
-            "cuda": f"{cuda // 1000}.{cuda % 1000 // 10}" if cuda else ""}
+    return {
+        "driver": _text(_try(nv.nvmlSystemGetDriverVersion, default="")),
+        "cuda": f"{cuda // 1000}.{cuda % 1000 // 10}" if cuda else "",
+    }
 
 
 def describe(index: int, snap: dict[str, Any], sys_info: dict[str, str]) -> DeviceInfo:
@@ -65,17 +70,27 @@ def describe(index: int, snap: dict[str, Any], sys_info: dict[str, str]) -> Devi
     sms = snap["cuda_cores"] // lanes if snap.get("cuda_cores") and lanes else None
     watts = lambda mw: mw / 1000 if mw is not None else None
     return DeviceInfo(
-        kind="cuda", index=index, vendor="NVIDIA", name=snap["name"],
-        memory_total=snap["memory_total"], memory_free=snap["memory_free"], compute_units=sms,
+        kind="cuda",
+        index=index,
+        vendor="NVIDIA",
+        name=snap["name"],
+        memory_total=snap["memory_total"],
+        memory_free=snap["memory_free"],
+        compute_units=sms,
         peak_flops=_arch.peak_flops(cc, sms, snap.get("max_sm_clock_mhz")) if cc else {},
         driver=f"driver {sys_info['driver']}, CUDA {sys_info['cuda']}".strip(", "),
-        extra={"uuid": snap["uuid"], "compute_capability": ".".join(map(str, cc)) if cc else "",
-               "architecture": _arch.NAMES.get(cc[0], "") if cc else "",
-               "cuda_cores": snap.get("cuda_cores"), "sm_clock_mhz": snap.get("sm_clock_mhz"),
-               "max_sm_clock_mhz": snap.get("max_sm_clock_mhz"),
-               "max_memory_clock_mhz": snap.get("max_memory_clock_mhz"),
-               "power_w": watts(snap.get("power_mw")), "power_limit_w": watts(snap.get("power_limit_mw")),
-               "peak_flops_source": "SMs x per-SM rate (architecture table) x max SM clock"},
+        extra={
+            "uuid": snap["uuid"],
+            "compute_capability": ".".join(map(str, cc)) if cc else "",
+            "architecture": _arch.NAMES.get(cc[0], "") if cc else "",
+            "cuda_cores": snap.get("cuda_cores"),
+            "sm_clock_mhz": snap.get("sm_clock_mhz"),
+            "max_sm_clock_mhz": snap.get("max_sm_clock_mhz"),
+            "max_memory_clock_mhz": snap.get("max_memory_clock_mhz"),
+            "power_w": watts(snap.get("power_mw")),
+            "power_limit_w": watts(snap.get("power_limit_mw")),
+            "peak_flops_source": "SMs x per-SM rate (architecture table) x max SM clock",
+        },
     )
 
 
@@ -84,8 +99,9 @@ def probe() -> list[DeviceInfo]:
     if nv is None:
         return []
     sys_info = system(nv)
-    return [describe(i, snapshot(nv, nv.nvmlDeviceGetHandleByIndex(i)), sys_info)
-            for i in range(nv.nvmlDeviceGetCount())]
+    return [
+        describe(i, snapshot(nv, nv.nvmlDeviceGetHandleByIndex(i)), sys_info) for i in range(nv.nvmlDeviceGetCount())
+    ]
 
 
 def memory(index: int) -> MemoryReading | None:
@@ -105,9 +121,12 @@ def power(index: int) -> PowerReading | None:
     mw, limit = _try(nv.nvmlDeviceGetPowerUsage, h), _try(nv.nvmlDeviceGetEnforcedPowerLimit, h)
     if energy is None and mw is None:
         return None
-    return PowerReading(energy_j=energy / 1000 if energy is not None else None,
-                        power_w=mw / 1000 if mw is not None else None,
-                        limit_w=limit / 1000 if limit is not None else None, source="NVML")
+    return PowerReading(
+        energy_j=energy / 1000 if energy is not None else None,
+        power_w=mw / 1000 if mw is not None else None,
+        limit_w=limit / 1000 if limit is not None else None,
+        source="NVML",
+    )
 
 
 class PowerSampler:
@@ -134,7 +153,7 @@ class PowerSampler:
                 self._samples.append((time.perf_counter(), mw / 1000))
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PowerSampler":
+    def __enter__(self) -> PowerSampler:
         self._nv = _nvml()
         if self._nv is None:
             raise RuntimeError("no NVIDIA driver: nothing to sample")
@@ -161,4 +180,4 @@ def integrate(samples: list[tuple[float, float]]) -> float | None:
     """Trapezoidal energy (J) from (seconds, watts) samples."""
     if len(samples) < 2:
         return None
-    return sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(samples, samples[1:]))
+    return sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in itertools.pairwise(samples))

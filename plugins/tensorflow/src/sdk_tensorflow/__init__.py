@@ -1,9 +1,14 @@
 """sdk-tensorflow: the TensorFlow framework plugin (Keras layers, tf.function steps).
 TensorFlow is imported on first real use (in ``_runtime``), never by discovery."""
+
 from sdk_core import FrameworkHooks
 
 # which distribution provides TensorFlow decides the devices it can drive
-DISTRIBUTIONS = {"tensorflow": ("cpu", "cuda"), "tensorflow-cpu": ("cpu",), "tensorflow-tpu": ("cpu", "tpu"),
-                 "tensorflow-macos": ("cpu",)}
+DISTRIBUTIONS = {
+    "tensorflow": ("cpu", "cuda"),
+    "tensorflow-cpu": ("cpu",),
+    "tensorflow-tpu": ("cpu", "tpu"),
+    "tensorflow-macos": ("cpu",),
+}
 
 plugin = FrameworkHooks("tensorflow", "sdk_tensorflow._runtime", DISTRIBUTIONS, priority=10)

@@ -5,6 +5,7 @@ TensorFlow's C++ start-up logs are hidden unless the user set ``TF_CPP_MIN_LOG_L
 import (when the user set nothing) and removed again; a Keras already running on another
 backend is refused with a clear error.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ from sdk_core import NotAvailableError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 
 def _import_keras():
@@ -28,12 +29,16 @@ def _import_keras():
         try:
             import keras
         except ImportError as exc:  # e.g. KERAS_BACKEND=numpy without jax installed
-            raise NotAvailableError(f"the tensorflow plugin needs Keras on the tensorflow backend, "
-                                    f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r} failed to load: {exc}") from None
+            raise NotAvailableError(
+                f"the tensorflow plugin needs Keras on the tensorflow backend, "
+                f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r} failed to load: {exc}"
+            ) from None
     if keras.backend.backend() != "tensorflow":
-        raise NotAvailableError(f"the tensorflow plugin needs Keras on the tensorflow backend, "
-                                f"this process runs it on '{keras.backend.backend()}' "
-                                f"(KERAS_BACKEND or ~/.keras/keras.json)")
+        raise NotAvailableError(
+            f"the tensorflow plugin needs Keras on the tensorflow backend, "
+            f"this process runs it on '{keras.backend.backend()}' "
+            f"(KERAS_BACKEND or ~/.keras/keras.json)"
+        )
     return keras
 
 

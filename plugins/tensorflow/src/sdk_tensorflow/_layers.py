@@ -5,10 +5,11 @@ model transposes to NHWC before spatial layers (conv, pool, batchnorm on images)
 NCHW before any layer that reads the last axis (flatten, dense, norms), so the canonical
 layout holds everywhere outside the spatial run.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from sdk_core import ModelSpec
 from sdk_core.model import spec as S
@@ -51,8 +52,9 @@ class Embedding(keras.layers.Layer):
 
     def build(self, shape):
         self.table = self.add_weight(shape=(self.spec.vocab_size, self.spec.dim), name="table")
-        self.position = (self.add_weight(shape=(self.spec.max_len, self.spec.dim), name="position")
-                         if self.spec.max_len else None)
+        self.position = (
+            self.add_weight(shape=(self.spec.max_len, self.spec.dim), name="position") if self.spec.max_len else None
+        )
 
     def call(self, x, training=False):
         y = tf.gather(self.table, x)
@@ -109,8 +111,7 @@ def _layer(layer: S.Layer, shape: tuple[int, ...], dtype: str, seed: int) -> Cal
     if isinstance(layer, S.Dense):
         return keras.layers.Dense(layer.units, use_bias=layer.bias, **kw)
     if isinstance(layer, S.Conv2D):
-        conv = keras.layers.Conv2D(layer.filters, layer.kernel_size, layer.stride, use_bias=layer.bias,
-                                   **nhwc)
+        conv = keras.layers.Conv2D(layer.filters, layer.kernel_size, layer.stride, use_bias=layer.bias, **nhwc)
         if not layer.padding:
             return conv
         return keras.Sequential([keras.layers.ZeroPadding2D(layer.padding, **nhwc), conv])
@@ -132,11 +133,13 @@ def _layer(layer: S.Layer, shape: tuple[int, ...], dtype: str, seed: int) -> Cal
         return TransformerBlock(shape[-1], layer, seed, **kw)
     if isinstance(layer, S.Flatten):  # on NCHW here: a plain reshape keeps channels-first order
         return keras.layers.Flatten(**nhwc)
-    simple = {"relu": keras.layers.ReLU,
-              "softmax": lambda **k: keras.layers.Softmax(axis=-1, **k),
-              "tanh": lambda **k: keras.layers.Activation("tanh", **k),
-              "sigmoid": lambda **k: keras.layers.Activation("sigmoid", **k),
-              "gelu": lambda **k: keras.layers.Activation(gelu, **k)}
+    simple = {
+        "relu": keras.layers.ReLU,
+        "softmax": lambda **k: keras.layers.Softmax(axis=-1, **k),
+        "tanh": lambda **k: keras.layers.Activation("tanh", **k),
+        "sigmoid": lambda **k: keras.layers.Activation("sigmoid", **k),
+        "gelu": lambda **k: keras.layers.Activation(gelu, **k),
+    }
     return simple[layer.type](**kw)
 
 
@@ -146,13 +149,15 @@ class SpecModel(keras.Model):
     def __init__(self, spec: ModelSpec, dtype: str, seed: int) -> None:
         super().__init__(dtype=dtype)
         self.blocks = [_layer(l, spec.shapes[i], dtype, seed + i) for i, l in enumerate(spec.layers)]
-        self.nhwc = [isinstance(l, SPATIAL) or (isinstance(l, S.BatchNorm) and len(spec.shapes[i]) == 3)
-                     for i, l in enumerate(spec.layers)]
+        self.nhwc = [
+            isinstance(l, SPATIAL) or (isinstance(l, S.BatchNorm) and len(spec.shapes[i]) == 3)
+            for i, l in enumerate(spec.layers)
+        ]
         self.keep = [isinstance(l, ELEMENTWISE) for l in spec.layers]
 
     def call(self, x, training=False):
         channels_last = False
-        for block, nhwc, keep in zip(self.blocks, self.nhwc, self.keep):
+        for block, nhwc, keep in zip(self.blocks, self.nhwc, self.keep, strict=True):
             if not keep and nhwc != channels_last:
                 x = tf.transpose(x, (0, 2, 3, 1) if nhwc else (0, 3, 1, 2))
                 channels_last = nhwc
@@ -177,7 +182,7 @@ HWIO = ((2, 3, 1, 0), (3, 2, 0, 1))  # canonical (O, I, H, W) -> Keras (H, W, I,
 def variables(spec: ModelSpec, model: SpecModel) -> dict[str, tuple]:
     """Canonical name -> (variable, transposes or None)."""
     out: dict[str, tuple] = {}
-    for i, (layer, block) in enumerate(zip(spec.layers, model.blocks)):
+    for i, (layer, block) in enumerate(zip(spec.layers, model.blocks, strict=True)):
         p = f"{i}."
         if isinstance(layer, S.Dense):
             out.update(_dense(p, block))

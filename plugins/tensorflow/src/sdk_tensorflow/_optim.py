@@ -8,7 +8,10 @@ decoupled. So Keras' SGD is used where it computes the core rule, and ``CoreOpti
 the rest: it subclasses ``keras.optimizers.Optimizer`` (Keras drives the iterations, the
 learning-rate schedule and the slot variables) and implements the rules in ``update_step``.
 """
+
 from __future__ import annotations
+
+from typing import ClassVar
 
 from sdk_core import Optimizer
 
@@ -37,7 +40,13 @@ class CoreSchedule(keras.optimizers.schedules.LearningRateSchedule):
 class CoreOptimizer(keras.optimizers.Optimizer):
     """sgd (momentum, Nesterov), adagrad, rmsprop, adam, adamw with L2 or decoupled decay."""
 
-    SLOTS = {"sgd": ("buf",), "adagrad": ("sum",), "rmsprop": ("v",), "adam": ("m", "v"), "adamw": ("m", "v")}
+    SLOTS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "sgd": ("buf",),
+        "adagrad": ("sum",),
+        "rmsprop": ("v",),
+        "adam": ("m", "v"),
+        "adamw": ("m", "v"),
+    }
 
     def __init__(self, rule: Optimizer) -> None:
         super().__init__(learning_rate=CoreSchedule(rule), name=f"core_{rule.name}")
@@ -82,8 +91,12 @@ class CoreOptimizer(keras.optimizers.Optimizer):
 def make_optimizer(rule: Optimizer, dtype: str) -> keras.optimizers.Optimizer:
     """Keras' own SGD where it computes the core rule (float32, no weight decay, and no
     momentum or a constant learning rate), :class:`CoreOptimizer` everywhere else."""
-    if (rule.name == "sgd" and dtype == "float32" and not rule.weight_decay
-            and (not rule.momentum or rule.schedule.is_constant)):
+    if (
+        rule.name == "sgd"
+        and dtype == "float32"
+        and not rule.weight_decay
+        and (not rule.momentum or rule.schedule.is_constant)
+    ):
         lr = rule.lr if rule.schedule.is_constant else CoreSchedule(rule)
         return keras.optimizers.SGD(lr, momentum=rule.momentum, nesterov=rule.nesterov)
     return CoreOptimizer(rule)

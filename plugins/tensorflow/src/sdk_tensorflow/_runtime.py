@@ -1,15 +1,16 @@
 """Devices, weights conversion, the tf.function training step and predict."""
+
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from sdk_core import BuildRequest, DeviceInfo, NotAvailableError, StepRequest
 
+from ._framework import tf
 from ._layers import SpecModel, variables
 from ._optim import make_optimizer
-from ._framework import tf
 
 KINDS = {"cpu": "CPU", "cuda": "GPU", "tpu": "TPU"}
 
@@ -37,8 +38,9 @@ def tf_device(device: DeviceInfo) -> str:
         _connect_tpu()
     seen = [d.name for d in tf.config.list_logical_devices(kind)]
     if not any(s.endswith(f"device:{name[1:]}") for s in seen):
-        raise NotAvailableError(f"TensorFlow sees no {name[1:]} for device {device.id} "
-                                f"(it sees: {', '.join(seen) or f'no {kind}'})")
+        raise NotAvailableError(
+            f"TensorFlow sees no {name[1:]} for device {device.id} (it sees: {', '.join(seen) or f'no {kind}'})"
+        )
     return name
 
 
@@ -74,8 +76,7 @@ class TfModel:
 
 def loss_fn(name: str):
     if name == "cross_entropy":
-        return lambda out, y: tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=out))
+        return lambda out, y: tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=out))
     return lambda out, y: tf.reduce_mean(tf.square(out - y))
 
 
@@ -96,7 +97,7 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], tf.Te
             with tf.GradientTape() as tape:
                 loss = loss_of(module(x, training=True), y)
             if weights:
-                optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+                optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
             return loss
 
     x_np, y_np = model.in_dtype.as_numpy_dtype, y_dtype.as_numpy_dtype
@@ -108,8 +109,7 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], tf.Te
 
 
 def predict(model: TfModel) -> Callable[[np.ndarray], np.ndarray]:
-    @tf.function(input_signature=[model.signature(model.spec.input_shape, model.in_dtype)],
-                 jit_compile=model.jit)
+    @tf.function(input_signature=[model.signature(model.spec.input_shape, model.in_dtype)], jit_compile=model.jit)
     def forward(x):
         with tf.device(model.device):
             return model.module(x, training=False)

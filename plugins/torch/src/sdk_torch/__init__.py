@@ -1,5 +1,6 @@
 """sdk-torch: the PyTorch framework plugin. torch is imported on first real use (in
 ``_runtime``), never by discovery."""
+
 from sdk_core import FrameworkHooks
 
 plugin = FrameworkHooks("torch", "sdk_torch._runtime", {"torch": ("cpu", "cuda", "npu")}, priority=20)

@@ -1,6 +1,7 @@
 """torch.nn modules built from a ModelSpec. ``nn.Sequential`` numbers its children like the
 spec numbers its layers, so state-dict keys are the canonical names; only ``nn.Linear``
 weights differ (stored ``(out, in)``, canonical ``(in, out)``)."""
+
 from __future__ import annotations
 
 import torch
@@ -74,8 +75,14 @@ def _layer(layer: S.Layer, shape: tuple[int, ...]) -> nn.Module:
         return SelfAttention(shape[-1], layer.num_heads, layer.causal)
     if isinstance(layer, S.TransformerBlock):
         return TransformerBlock(shape[-1], layer)
-    simple = {"flatten": nn.Flatten, "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
-              "gelu": lambda: nn.GELU(approximate="tanh"), "softmax": lambda: nn.Softmax(dim=-1)}
+    simple = {
+        "flatten": nn.Flatten,
+        "relu": nn.ReLU,
+        "tanh": nn.Tanh,
+        "sigmoid": nn.Sigmoid,
+        "gelu": lambda: nn.GELU(approximate="tanh"),
+        "softmax": lambda: nn.Softmax(dim=-1),
+    }
     return simple[layer.type]()
 
 

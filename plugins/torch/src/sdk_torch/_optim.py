@@ -1,5 +1,6 @@
 """The core's optimizers as ``torch.optim`` optimizers, which follow the core's rules as they
 are; the schedule (evaluated by the core) drives a ``LambdaLR``."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,8 +13,9 @@ from sdk_core import Optimizer
 def make_optimizer(opt: Optimizer, params) -> tuple[torch.optim.Optimizer, Any]:
     """torch.optim's optimizers follow the core's rules as they are; the schedule is a LambdaLR."""
     if opt.name == "sgd":
-        native = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
-                                 weight_decay=opt.weight_decay)
+        native = torch.optim.SGD(
+            params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=opt.weight_decay
+        )
     elif opt.name == "adagrad":
         native = torch.optim.Adagrad(params, lr=opt.lr, eps=opt.eps, weight_decay=opt.weight_decay)
     elif opt.name == "rmsprop":

@@ -1,8 +1,9 @@
 """Devices, weights conversion, the training step and the predict function."""
+
 from __future__ import annotations
 
 import functools
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch

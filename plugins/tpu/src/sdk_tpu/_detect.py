@@ -5,12 +5,13 @@ generation), as /dev/accel<N> (v2-v4) or /dev/vfio/<N> (v5e and later), and the 
 ``TPU_ACCELERATOR_TYPE`` (e.g. ``v4-8``, ``v5litepod-4``). Figures per chip come from Google
 Cloud's published TPU system architecture pages.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import attrs
 
@@ -84,10 +85,22 @@ def probe(root: str | Path = "/", env: Mapping[str, str] | None = None) -> list[
     if not count or generation is None:
         return []
     chip = CHIPS[generation]
-    return [DeviceInfo(kind="tpu", index=i, vendor="Google", name=chip.name, memory_total=chip.hbm,
-                       compute_units=chip.tensorcores, peak_flops={"bfloat16": chip.bf16_flops},
-                       driver=env.get("TPU_ACCELERATOR_TYPE", ""),
-                       extra={"generation": generation, "device_file": str(files[i]) if i < len(files) else "",
-                              "worker": env.get("TPU_WORKER_ID", ""),
-                              "source": "PCI ids" if chips else "TPU_ACCELERATOR_TYPE and device files"})
-            for i in range(count)]
+    return [
+        DeviceInfo(
+            kind="tpu",
+            index=i,
+            vendor="Google",
+            name=chip.name,
+            memory_total=chip.hbm,
+            compute_units=chip.tensorcores,
+            peak_flops={"bfloat16": chip.bf16_flops},
+            driver=env.get("TPU_ACCELERATOR_TYPE", ""),
+            extra={
+                "generation": generation,
+                "device_file": str(files[i]) if i < len(files) else "",
+                "worker": env.get("TPU_WORKER_ID", ""),
+                "source": "PCI ids" if chips else "TPU_ACCELERATOR_TYPE and device files",
+            },
+        )
+        for i in range(count)
+    ]
