@@ -49,7 +49,7 @@ from ..model.estimate import forward_flops, training_flops
 from ..model.optim import Optimizer, check_loss
 from ..model.spec import ModelSpec
 from ..plugins.manager import PluginManager, get_manager
-from ..plugins.records import DTYPES, DeviceInfo, FrameworkInfo
+from ..plugins.records import DTYPES, DeviceInfo, FrameworkInfo, MemoryReading
 from ..runtime.select import usable_stacks
 from ..runtime.stack import Stack
 from ..version import __version__
@@ -96,7 +96,7 @@ class _Meter:
 
     def start(self) -> None:
         self.used: list[int] = []
-        self.memory = None
+        self.memory: MemoryReading | None = None
         self.watts: list[float] = []
         self.manager.reset_peak_memory(self.device)  # peaks of earlier phases and stacks do not count
         self.power0 = self.manager.read_power(self.device)
@@ -234,7 +234,7 @@ def _bench_stack(
 
     dtype, loss = settings["dtype"], settings["loss"]
     peak = device.peak_flops.get(dtype)
-    base = dict(
+    base: dict[str, Any] = dict(
         framework=framework.name,
         version=framework.version or "",
         device=device.id,

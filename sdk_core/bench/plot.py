@@ -9,7 +9,7 @@ Right: inference latency p50 against batch size, with a band from p50 to p95.
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SdkError
 from ..model.weights import atomic_write
@@ -90,7 +90,7 @@ def plot_report(report: BenchReport, path: str) -> None:
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
-    legend: dict[str, object] = {}
+    legend: dict[str, Any] = {}  # label -> matplotlib artist
     for ax in (train_ax, infer_ax):
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)

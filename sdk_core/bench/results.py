@@ -210,7 +210,7 @@ def _ms(value: float | None) -> str:
 
 
 def _per_sample(energy: Energy | None) -> str:
-    return _num(energy and energy.joules_per_sample, 1e3, "{:,.3f}")
+    return _num(energy.joules_per_sample if energy else None, 1e3, "{:,.3f}")
 
 
 TRAIN_COLUMNS = ("stack", "batch", "samples/s", "spread", "step ms", "GFLOP/s", "util", "peak memory", "mJ/sample", "W")
@@ -239,12 +239,12 @@ def _row(name: str, batch: int, phase: Phase, width: int) -> list[Any]:
             name,
             batch,
             *rate,
-            _ms(phase.step_s and phase.step_s.median),
+            _ms(phase.step_s.median if phase.step_s else None),
             _num(phase.flop_per_s, 1e-9, "{:,.2f}"),
             util,
             _bytes(phase.memory),
             _per_sample(phase.energy),
-            _num(phase.energy and phase.energy.watts),
+            _num(phase.energy.watts if phase.energy else None),
         ]
     lat = phase.latency
     return [

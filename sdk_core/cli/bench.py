@@ -62,7 +62,7 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``sdk bench``."""
     p = subparsers.add_parser(
         "bench",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+from typing import Any
 
 from ..plugins.manager import get_manager
 from ..runtime.console import table
@@ -84,7 +85,7 @@ def doctor(args: argparse.Namespace) -> int:
         else ["no framework plugin installed: pip install sdk-numpy (the default) or sdk-torch, ..."]
     )
     pairs = usable_stacks(m)
-    data = {
+    data: dict[str, Any] = {
         "sdk_core": __version__,
         "python": platform.python_version(),
         "plugins": [p.to_dict() for p in plugins],
@@ -105,7 +106,7 @@ def doctor(args: argparse.Namespace) -> int:
     return emit(args, data, "\n".join(lines))
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``plugins``, ``devices``, ``stacks`` and ``doctor``."""
     add_command(sub, "plugins", plugins, "list plugins with their status")
     add_command(sub, "devices", devices, "list probed devices")

@@ -97,7 +97,7 @@ def predict(args: argparse.Namespace) -> int:
     return emit(args, data, "\n".join(text))
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``train`` and ``predict``."""
     p = add_command(sub, "train", train, "train a model on the digits data set")
     add_stack_options(p)

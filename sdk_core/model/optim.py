@@ -21,6 +21,7 @@ over all elements).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
@@ -60,16 +61,19 @@ class _PythonOps:
 PYTHON_OPS: ArrayOps = _PythonOps()
 
 
-def _choice(options: tuple[str, ...]):
-    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def _choice(options: tuple[str, ...]) -> Validator:
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value not in options:
             raise SpecError(f"'{attribute.name}' must be one of {', '.join(options)} (got {value!r})")
 
     return check
 
 
-def _number(low: float, high: float = math.inf, low_open: bool = False):
-    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _number(low: float, high: float = math.inf, low_open: bool = False) -> Validator:
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         ok = (
             isinstance(value, (int, float))
             and not isinstance(value, bool)
@@ -82,7 +86,7 @@ def _number(low: float, high: float = math.inf, low_open: bool = False):
     return check
 
 
-def _steps(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _steps(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SpecError(f"'{attribute.name}' must be an int >= 0 (got {value!r})")
 
@@ -169,7 +173,8 @@ class Optimizer:
             object.__setattr__(self, "eps", DEFAULT_EPS[self.name])
 
     def lr_at(self, step: int) -> float:
-        return self.schedule.lr_at(self.lr, step)
+        """The learning rate of the update numbered ``step`` (0 for the first)."""
+        return float(self.schedule.lr_at(self.lr, step))
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)

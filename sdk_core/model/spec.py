@@ -41,32 +41,32 @@ INPUT_DTYPES = ("float32", "int64")
 
 
 # -- validators: messages read "'field' must be ... (got ...)" ---------------------------
-def _positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SpecError(f"'{attribute.name}' must be a positive int (got {value!r})")
 
 
-def _non_negative_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _non_negative_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SpecError(f"'{attribute.name}' must be an int >= 0 (got {value!r})")
 
 
-def _optional_positive_int(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _optional_positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
         _positive_int(instance, attribute, value)
 
 
-def _positive_float(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _positive_float(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise SpecError(f"'{attribute.name}' must be a positive number (got {value!r})")
 
 
-def _rate(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _rate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise SpecError(f"'{attribute.name}' must be a number in [0, 1) (got {value!r})")
 
 
-def _bool(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, bool):
         raise SpecError(f"'{attribute.name}' must be true or false (got {value!r})")
 
@@ -105,7 +105,7 @@ class Layer:
         return []
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, **attrs.asdict(self)}
+        return {"type": self.type, **attrs.asdict(self)}  # type: ignore[arg-type]  # subclasses are attrs classes
 
 
 def _need_ndim(shape: Shape, ndims: Iterable[int], what: str) -> None:
@@ -376,7 +376,7 @@ def layer_from_dict(data: Any) -> Layer:
     cls = LAYER_TYPES.get(kind)  # type: ignore[arg-type]
     if cls is None:
         raise SpecError(f"unknown layer type {kind!r} (known: {', '.join(LAYER_TYPES)})")
-    fields = {f.name for f in attrs.fields(cls)}
+    fields = {f.name for f in attrs.fields(cls)}  # type: ignore[arg-type]  # every layer type is an attrs class
     extra = sorted(set(data) - fields - {"type"})
     if extra:
         raise SpecError(f"unknown field '{extra[0]}' (fields: {', '.join(sorted(fields)) or 'none'})")
@@ -396,7 +396,11 @@ def _input_shape(value: Any) -> Shape:
     return tuple(value)
 
 
-def _input_dtype(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _layers(value: Iterable[Layer]) -> tuple[Layer, ...]:
+    return tuple(value)
+
+
+def _input_dtype(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in INPUT_DTYPES:
         raise SpecError(f"'input_dtype' must be one of {INPUT_DTYPES} (got {value!r})")
 
@@ -410,7 +414,7 @@ class ModelSpec:
     """
 
     input_shape: Shape = attrs.field(converter=_input_shape)
-    layers: tuple[Layer, ...] = attrs.field(converter=tuple)
+    layers: tuple[Layer, ...] = attrs.field(converter=_layers)
     input_dtype: str = attrs.field(default="float32", validator=_input_dtype)
     name: str = ""
     shapes: tuple[Shape, ...] = attrs.field(init=False, eq=False, repr=False)
@@ -479,9 +483,9 @@ class ModelSpec:
             if got != shape:
                 raise SpecError(f"{what}: '{name}' has shape {got}, the model needs {shape}")
 
-    def check_input(self, x: Any) -> np.ndarray:
-        """Return ``x`` as an array of this spec's input dtype, or raise naming the shape."""
-        x = np.asarray(x)
+    def check_input(self, data: Any) -> np.ndarray:
+        """Return ``data`` as an array of this spec's input dtype, or raise naming the shape."""
+        x: np.ndarray = np.asarray(data)
         if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
             raise SpecError(
                 f"input has shape {tuple(x.shape)}, the model needs (batch, {', '.join(map(str, self.input_shape))})"

@@ -18,7 +18,7 @@ from ..errors import WeightsError
 FORMAT = "sdk_core/1"
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: a crash or an error
     leaves the previous file intact."""
     path = Path(path)
@@ -37,7 +37,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
 
 
 def save_weights(
-    path: str | os.PathLike, weights: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
+    path: str | os.PathLike[str], weights: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
 ) -> None:
     """Save ``weights`` as a safetensors file at ``path``, atomically."""
     from safetensors.numpy import save
@@ -47,7 +47,7 @@ def save_weights(
     atomic_write(path, save(tensors, metadata=meta))
 
 
-def _read(path: str | os.PathLike, tensors: bool) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def _read(path: str | os.PathLike[str], tensors: bool) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     from safetensors import safe_open
 
     path = Path(path)
@@ -63,11 +63,11 @@ def _read(path: str | os.PathLike, tensors: bool) -> tuple[dict[str, np.ndarray]
     return weights, metadata
 
 
-def load_weights(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def load_weights(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Read a safetensors file: ``(weights, metadata)``. Runs no code from the file."""
     return _read(path, tensors=True)
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """A safetensors file's string metadata, from its header alone."""
     return _read(path, tensors=False)[1]

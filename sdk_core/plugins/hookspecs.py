@@ -37,7 +37,8 @@ hookspec = pluggy.HookspecMarker("sdk_core")
 def sdk_framework_info() -> FrameworkInfo:
     """Describe the framework this plugin drives (framework plugins only).
 
-    Must not import the framework: read its version with ``importlib.metadata``.
+    Must not import the framework: read its version from the installed distribution
+    (``sdk_core.plugins.discovery.version``).
 
     :return: the plugin's :class:`FrameworkInfo`.
     Collected from every plugin.
@@ -151,7 +152,7 @@ def sdk_read_power(device: DeviceInfo) -> PowerReading | None:
 
 
 @hookspec
-def sdk_add_commands(subparsers: argparse._SubParsersAction) -> None:
+def sdk_add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add subcommands to the ``sdk`` CLI.
 
     Call ``subparsers.add_parser(name, help=...)`` and ``set_defaults(func=handler)``; the

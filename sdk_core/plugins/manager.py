@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import numpy as np
@@ -34,6 +34,8 @@ from .records import (
 )
 
 GROUP = "sdk_core"
+T = TypeVar("T")
+
 ENV_AUTOLOAD, ENV_PLUGINS, ENV_BLOCK = "SDK_CORE_AUTOLOAD", "SDK_CORE_PLUGINS", "SDK_CORE_BLOCK"
 
 
@@ -188,7 +190,8 @@ class PluginManager:
             self._devices = found
         return list(self._devices)
 
-    def add_commands(self, subparsers: argparse._SubParsersAction) -> None:
+    def add_commands(self, subparsers: argparse._SubParsersAction[Any]) -> None:
+        """Let every plugin add its subcommands (``sdk_add_commands``); one that fails is disabled."""
         self._collect(self._pm.hook.sdk_add_commands, subparsers=subparsers)
 
     # -- lookups ------------------------------------------------------------------------
@@ -240,14 +243,14 @@ class PluginManager:
         return self._callable(self._pm.hook.sdk_make_predict, request)
 
     def _callable(self, caller: pluggy.HookCaller, request: Any) -> Callable[..., Any]:
-        fn = self._dispatch(caller, request.framework, request=request)
-        if not callable(fn):
+        fn: Any = self._dispatch(caller, request.framework, request=request)
+        if not callable(fn):  # the hook's answer is only known at run time
             raise PluginError(
                 self.frameworks()[request.framework].plugin,
                 caller.name,
                 f"returned {type(fn).__name__}, not a callable",
             )
-        return fn
+        return fn  # type: ignore[no-any-return]  # checked callable just above
 
     def get_weights(self, request: WeightsRequest) -> dict[str, np.ndarray]:
         weights = self._dispatch(self._pm.hook.sdk_get_weights, request.framework, request=request)
@@ -263,7 +266,7 @@ class PluginManager:
         self._dispatch(self._pm.hook.sdk_set_weights, request.framework, request=request)
 
     # -- readings: the device's own plugin first, then any other that answers ------------------
-    def _read(self, caller: pluggy.HookCaller, device: DeviceInfo, kind: type) -> Any:
+    def _read(self, caller: pluggy.HookCaller, device: DeviceInfo, kind: type[T]) -> T | None:
         impls = sorted(caller.get_hookimpls(), key=lambda i: i.plugin_name != device.plugin)
         for impl in impls:
             try:

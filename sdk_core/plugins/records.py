@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -12,6 +12,10 @@ if TYPE_CHECKING:  # at run time only the names are needed: discovery stays ligh
     from ..model.spec import ModelSpec
 
 DTYPES = ("float32", "float64")
+
+
+def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
 
 
 def _frozen_dict(value: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -60,8 +64,8 @@ class FrameworkInfo:
 
     name: str = attrs.field(validator=attrs.validators.min_len(1))
     version: str | None = None
-    device_kinds: tuple[str, ...] = attrs.field(default=("cpu",), converter=tuple)
-    unsupported: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    device_kinds: tuple[str, ...] = attrs.field(default=("cpu",), converter=_str_tuple)
+    unsupported: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     priority: int = 0
     plugin: str = ""
 
@@ -93,7 +97,7 @@ class PowerReading:
     source: str = ""
 
 
-def _check_dtype(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+def _check_dtype(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
     if value not in DTYPES:
         raise ValueError(f"'{attribute.name}' must be one of {DTYPES} (got {value!r})")
 
