@@ -7,3 +7,11 @@ declares the API it was written for (``SDK_CORE_API``) and a mismatch is refused
 
 __version__ = "0.2.0"
 API_VERSION = 1
+
+# hook API -> the sdk-core releases that provide it (see docs/stability.md)
+PROVIDED_BY = {1: ">=0.2,<1"}
+
+
+def requirement(api: int = API_VERSION) -> str:
+    """The ``sdk-core`` requirement a plugin written for hook API ``api`` declares."""
+    return f"sdk-core{PROVIDED_BY[api]}"

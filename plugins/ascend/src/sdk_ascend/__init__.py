@@ -8,6 +8,8 @@ import os
 
 from sdk_core import DeviceInfo, MemoryReading, PowerReading, hookimpl
 
+__version__ = "0.2.0"
+
 SDK_CORE_API = 1
 
 

@@ -35,7 +35,7 @@ def core_rule(o: Optimizer, params: list[Parameter]) -> Callable:
     }
 
     def apply(grads, lr, bc1, bc2):
-        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+        for i, (p, g) in enumerate(zip(params, grads)):  # noqa: B905 (MindSpore graphs know no strict=)
             if o.weight_decay and o.name != "adamw":
                 g = g + o.weight_decay * p
             if o.name == "sgd":

@@ -1,6 +1,8 @@
 """sdk-tensorflow: the TensorFlow framework plugin (Keras layers, tf.function steps).
 TensorFlow is imported on first real use (in ``_runtime``), never by discovery."""
 
+__version__ = "0.2.0"
+
 from sdk_core import FrameworkHooks
 
 # which distribution provides TensorFlow decides the devices it can drive
