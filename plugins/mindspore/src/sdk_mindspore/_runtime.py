@@ -98,11 +98,22 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], Tenso
     native = native_sgd(o, params)
     apply_rule = core_rule(o, params) if native is None else None
 
-    @ms.jit
-    def update_native(x, y, scalars):
-        loss, grads = grad_fn(x, y)
-        native(grads)
-        return loss
+    y_dtype = np.int32 if request.loss == "cross_entropy" else np.float32
+
+    if native is not None:  # MindSpore's SGD: the graph takes the batch only
+
+        @ms.jit
+        def update_native(x, y):
+            loss, grads = grad_fn(x, y)
+            native(grads)
+            return loss
+
+        def step_native(x: np.ndarray, y: np.ndarray) -> Tensor:
+            if not net.training:
+                net.set_train(True)
+            return update_native(model.tensor(x), Tensor(np.ascontiguousarray(y, y_dtype)))
+
+        return step_native
 
     @ms.jit
     def update(x, y, scalars):
@@ -110,9 +121,7 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], Tenso
         apply_rule(grads, scalars[0], scalars[1], scalars[2])
         return loss
 
-    run = update_native if native is not None else update
     count = [0]
-    y_dtype = np.int32 if request.loss == "cross_entropy" else np.float32
     # learning rate and Adam's bias corrections, one small tensor per step; the same tensor
     # every step when none of them changes
     varying = not o.schedule.is_constant or o.name in ("adam", "adamw")
@@ -128,7 +137,7 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], Tenso
             if not varying
             else Tensor(np.array([o.lr_at(t), 1 - o.beta1 ** (t + 1), 1 - o.beta2 ** (t + 1)], np.float32))
         )
-        return run(model.tensor(x), Tensor(np.ascontiguousarray(y, y_dtype)), scalars)
+        return update(model.tensor(x), Tensor(np.ascontiguousarray(y, y_dtype)), scalars)
 
     return step
 
