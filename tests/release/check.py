@@ -14,6 +14,7 @@ the built wheels (not the source tree) into a fresh virtual environment and use 
 from __future__ import annotations
 
 import re
+import runpy
 import subprocess
 import sys
 import venv
@@ -37,10 +38,8 @@ def metadata(wheel: Path) -> str:
 
 
 def check_plugin_metadata(wheels: list[Path]) -> None:
-    sys.path.insert(0, str(ROOT))
-    from sdk_core.version import __version__, requirement
-
-    wanted = requirement().replace("sdk-core", "")
+    version_module = runpy.run_path(str(ROOT / "sdk_core" / "version.py"))  # no dependency needed
+    __version__, wanted = version_module["__version__"], version_module["requirement"]().replace("sdk-core", "")
     for wheel in wheels:
         meta = metadata(wheel)
         version = re.search(r"^Version: (.+)$", meta, re.M)[1]
