@@ -90,7 +90,9 @@ def main() -> None:
     where = run(
         bin_dir / "python", "-c", "import sdk_core; print(sdk_core.__file__)", capture_output=True, text=True, cwd=work
     ).stdout.strip()
-    assert str(ROOT) not in where, f"the fresh venv imported the source tree ({where}), not the wheel"
+    assert Path(where).is_relative_to(env) and "site-packages" in where, (
+        f"the fresh venv imported {where}, not the installed wheel"
+    )
     print(f"release check passed: {len(files)} files built and checked, wheels installed and used")
 
 
