@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import NotAvailableError, PluginError, SdkError, SpecError, WeightsError
+from .errors import NotAvailableError, PluginError, SdkError, SdkWarning, SpecError, WeightsError
 from .plugins.framework import FrameworkHooks
 from .plugins.manager import PluginManager, PluginStatus, configure, get_manager
 from .plugins.markers import hookimpl
@@ -136,6 +136,7 @@ __all__ = [
     "ReLU",
     "Schedule",
     "SdkError",
+    "SdkWarning",
     "Sigmoid",
     "Softmax",
     "SpecError",

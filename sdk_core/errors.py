@@ -27,3 +27,8 @@ class NotAvailableError(SdkError):
 
 class WeightsError(SdkError):
     """A weights file is missing, corrupt, or does not match the model."""
+
+
+class SdkWarning(UserWarning):
+    """Something works, but not as the user probably meant: a block entry that matches no
+    plugin, a hook function without ``@hookimpl``."""

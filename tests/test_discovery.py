@@ -204,7 +204,7 @@ def test_framework_hooks_drive_a_runtime_module(site):
         "sdk-toyfw",
         "toyfw",
         "from sdk_core import FrameworkHooks\n"
-        "plugin = FrameworkHooks('toyfw', 'toyfw_runtime', {'pluggy': ('cpu',)}, priority=3)\n",
+        "plugin = FrameworkHooks('toyfw', runtime='toyfw_runtime', api=1, version_of='pluggy', priority=3)\n",
         entry="toyfw",
         target="toyfw:plugin",
     )

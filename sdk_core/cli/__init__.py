@@ -8,10 +8,12 @@ the ``sdk_add_commands`` hook.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
-from ..errors import SdkError
+from ..errors import SdkError, SdkWarning
 from ..plugins.manager import get_manager
 from . import bench, environment, train
 from .common import Parser
@@ -29,12 +31,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``sdk`` with ``argv`` (default: the process arguments); returns the exit code."""
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except SdkError as exc:
-        print(f"sdk: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("sdk: interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SdkWarning)  # printed once below, as one line each
+        try:
+            args = build_parser().parse_args(argv)
+            for message in get_manager().warnings:
+                print(f"sdk: warning: {message}", file=sys.stderr)
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return code
+        except SdkError as exc:
+            print(f"sdk: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("sdk: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # `sdk plugins --json | head`: the reader left; nothing to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141

@@ -23,7 +23,7 @@ def plugins(args: argparse.Namespace) -> int:
     for p in m.plugins():
         fw = frameworks.get(p.name)
         role = "framework" if fw else "devices" if p.name in kinds else ""
-        detail = p.reason or (
+        detail = (p.reason + (f"; {p.advice}" if p.advice else "")) or (
             f"{fw.name} {fw.version}" if fw and fw.installed else f"{fw.name} not installed" if fw else ""
         )
         rows.append((p.name, p.dist, role, p.status, detail))
@@ -71,25 +71,32 @@ def stacks(args: argparse.Namespace) -> int:
 
 
 def doctor(args: argparse.Namespace) -> int:
-    """``sdk doctor``: what is installed, what is broken and what to do about it."""
+    """``sdk doctor``: what is installed, what is broken and what to do about it.
+
+    Every hook runs first (frameworks, devices, stacks), so a plugin that failed in a hook,
+    returned a wrong type, timed out or lost a name clash is reported with the rest."""
     m = get_manager()
-    plugins = m.plugins()
-    problems = [f"plugin '{p.name}' {p.status}: {p.reason}" for p in plugins if p.status in ("failed", "refused")]
     frameworks = m.frameworks()
+    devices = m.devices()
+    pairs = usable_stacks(m)
+    plugins = m.plugins()
+    problems = m.problems()
     problems += [
-        f"framework '{f.name}' (plugin '{f.plugin}') is not installed" for f in frameworks.values() if not f.installed
+        f"framework '{f.name}' (plugin '{f.plugin}') is not installed: pip install "
+        + (" or ".join(f.distributions) or "the framework")
+        for f in frameworks.values()
+        if not f.installed
     ]
     advice = (
         []
         if any(f.installed for f in frameworks.values())
         else ["no framework plugin installed: pip install sdk-numpy (the default) or sdk-torch, ..."]
     )
-    pairs = usable_stacks(m)
     data: dict[str, Any] = {
         "sdk_core": __version__,
         "python": platform.python_version(),
         "plugins": [p.to_dict() for p in plugins],
-        "devices": [d.id for d in m.devices()],
+        "devices": [d.id for d in devices],
         "stacks": [f"{fw.name}/{dev.id}" for fw, dev in pairs],
         "problems": problems,
         "advice": advice,

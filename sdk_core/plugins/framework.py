@@ -1,7 +1,7 @@
 """The framework hooks every framework plugin needs, written once.
 
 A framework plugin's entry point names a :class:`FrameworkHooks` object. It answers
-``sdk_framework_info`` from package metadata (no framework import) and hands the other hooks,
+``sdk_framework_info`` from the installed distributions (no framework import) and hands the other hooks,
 for its own framework only, to the plugin's private runtime module, imported on first real
 use. That module provides::
 
@@ -14,7 +14,7 @@ use. That module provides::
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -27,33 +27,71 @@ if TYPE_CHECKING:
 
 
 class FrameworkHooks:
-    """Hooks for the framework ``name``.
+    """Hooks for the framework ``name``, all arguments after ``name`` by keyword::
 
-    :param runtime: the private module doing the work, e.g. ``"sdk_torch._runtime"``.
-    :param distributions: the distributions that provide the framework, each with the device
-        kinds it can drive (``{"tensorflow-cpu": ("cpu",), "tensorflow": ("cpu", "cuda")}``);
-        the first one installed gives the version and the device kinds.
+        plugin = FrameworkHooks(
+            "myframework",
+            runtime="sdk_myframework._runtime",
+            api=1,
+            version_of="myframework",
+            device_kinds=("cpu", "cuda"),
+            unsupported=("dtype:float64",),
+        )
+
+    :param name: the framework name users pass to ``Stack(name)``.
+    :param runtime: the private module doing the work, imported on first real use.
+    :param api: the hook API version (``sdk_core.API_VERSION``) the plugin was written
+        against; the core refuses a plugin written for another one.
+    :param version_of: the distribution whose installed version is the framework's version
+        (``"torch"``), or a mapping of distributions to the device kinds each can drive
+        (``{"tensorflow-cpu": ("cpu",), "tensorflow": ("cpu", "cuda")}``): the first one
+        installed gives the version and the device kinds. None installed: "not installed",
+        naming the distributions looked up.
+    :param device_kinds: the device kinds it drives, when ``version_of`` is one name.
     :param priority: preference in ``Stack.auto()`` between frameworks on the same device.
+    :param unsupported: feature ids it does not implement (``layer:attention``,
+        ``optimizer:rmsprop``, ``loss:mse``, ``schedule:cosine``, ``dtype:float64``); the core
+        refuses them before calling the plugin.
     """
 
-    SDK_CORE_API = 1
-
     def __init__(
-        self, name: str, runtime: str, distributions: Mapping[str, tuple[str, ...]], priority: int = 0
+        self,
+        name: str,
+        *,
+        runtime: str,
+        api: int,
+        version_of: str | Mapping[str, Iterable[str]],
+        device_kinds: Iterable[str] = ("cpu",),
+        priority: int = 0,
+        unsupported: Iterable[str] = (),
     ) -> None:
-        self.name, self.runtime, self.distributions, self.priority = name, runtime, dict(distributions), priority
+        self.name, self.runtime, self.priority = name, runtime, priority
+        self.SDK_CORE_API = api
+        if isinstance(version_of, str):
+            version_of = {version_of: tuple(device_kinds)}
+        self.version_of = {dist: tuple(kinds) for dist, kinds in version_of.items()}
+        self.unsupported = tuple(unsupported)
+        FrameworkInfo(name=name, unsupported=self.unsupported)  # a malformed declaration fails here
 
     def _runtime(self) -> ModuleType:
         return importlib.import_module(self.runtime)
 
     @hookimpl
     def sdk_framework_info(self) -> FrameworkInfo:
-        for dist, kinds in self.distributions.items():
+        version, kinds = None, next(iter(self.version_of.values()), ("cpu",))
+        for dist, dist_kinds in self.version_of.items():
             version = discovery.version(dist)
-            if version is None:
-                continue
-            return FrameworkInfo(name=self.name, version=version, device_kinds=kinds, priority=self.priority)
-        return FrameworkInfo(name=self.name, version=None, device_kinds=("cpu",), priority=self.priority)
+            if version is not None:
+                kinds = dist_kinds
+                break
+        return FrameworkInfo(
+            name=self.name,
+            version=version,
+            device_kinds=kinds,
+            priority=self.priority,
+            unsupported=self.unsupported,
+            distributions=tuple(self.version_of),
+        )
 
     @hookimpl
     def sdk_build_model(self, request: BuildRequest) -> Any:

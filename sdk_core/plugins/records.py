@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -12,13 +13,97 @@ if TYPE_CHECKING:  # at run time only the names are needed: discovery stays ligh
     from ..model.spec import ModelSpec
 
 DTYPES = ("float32", "float64")
+PEAK_FLOPS_DTYPES = ("float64", "float32", "tfloat32", "bfloat16", "float16", "float8", "int8", "int4")
+FEATURE_KINDS = ("layer", "optimizer", "loss", "schedule", "dtype")
+
+
+# -- validators: a record with a wrong field fails where it is made, naming the field ---------
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fail(instance: Any, attribute: attrs.Attribute[Any], what: str, value: Any) -> None:
+    raise TypeError(f"{type(instance).__name__} '{attribute.name}' must be {what} (got {_show(value)})")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+def _text(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str):
+        _fail(instance, attribute, "a string", value)
+
+
+def _name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        _fail(instance, attribute, "a non-empty string", value)
+
+
+def _optional_text(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        _fail(instance, attribute, "a string or None", value)
+
+
+def _count(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not _is_int(value) or value < 0:
+        _fail(instance, attribute, "an int >= 0", value)
+
+
+def _bytes(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not _is_int(value) or value < 0):
+        _fail(instance, attribute, "an int number of bytes >= 0, or None", value)
+
+
+def _optional_count(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not _is_int(value) or value < 0):
+        _fail(instance, attribute, "an int >= 0, or None", value)
+
+
+def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not _is_number(value) or value < 0):
+        _fail(instance, attribute, "a finite number >= 0, or None", value)
+
+
+def _peak_flops(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    for key, rate in value.items():
+        if key not in PEAK_FLOPS_DTYPES:
+            _fail(instance, attribute, f"keyed by dtype names ({', '.join(PEAK_FLOPS_DTYPES)})", key)
+        if not _is_number(rate) or rate <= 0:
+            _fail(instance, attribute, f"FLOP/s as a positive number for '{key}'", rate)
+
+
+def _string_keys(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not all(isinstance(k, str) for k in value):
+        _fail(instance, attribute, "a mapping with string keys", value)
+
+
+def _names(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not all(isinstance(v, str) and v for v in value):
+        _fail(instance, attribute, "a tuple of non-empty strings", value)
+
+
+def _features(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    for feature in value:
+        kind, _, name = feature.partition(":") if isinstance(feature, str) else ("", "", "")
+        if kind not in FEATURE_KINDS or not name:
+            _fail(instance, attribute, f"feature ids such as 'layer:attention' ({', '.join(FEATURE_KINDS)})", feature)
 
 
 def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):  # "cpu" would become ('c', 'p', 'u')
+        return (value,)
     return tuple(value)
 
 
 def _frozen_dict(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    if value is not None and not isinstance(value, Mapping):
+        raise TypeError(f"expected a mapping (got {_show(value)})")
     return dict(value or {})
 
 
@@ -27,21 +112,25 @@ class DeviceInfo:
     """One probed device.
 
     ``kind`` is ``cpu``, ``cuda``, ``tpu``, ``npu`` or a vendor's own kind; ``index`` counts
-    devices of that kind from 0. Memory is in bytes, ``peak_flops`` maps a dtype name to
-    floating point operations per second. Unknown figures are ``None``, never guessed.
+    devices of that kind from 0. Memory is in bytes (ints), ``compute_units`` in the device's
+    own unit (SMs, cores), ``peak_flops`` maps a dtype name of :data:`PEAK_FLOPS_DTYPES`
+    (``"float32"``, not ``"fp32"``) to floating point operations per second; ``Stack.auto()``
+    ranks accelerators by ``peak_flops["float32"]``. Unknown figures are ``None`` (or absent
+    from ``peak_flops``), never guessed. A field of the wrong type raises ``TypeError`` naming
+    the field, so a plugin returning one is reported as failed.
     """
 
-    kind: str = attrs.field(validator=attrs.validators.min_len(1))
-    index: int = attrs.field(default=0, validator=attrs.validators.ge(0))
-    vendor: str = ""
-    name: str = ""
-    memory_total: int | None = None
-    memory_free: int | None = None
-    compute_units: int | None = None
-    peak_flops: dict[str, float] = attrs.field(factory=dict, converter=_frozen_dict)
-    driver: str = ""
-    plugin: str = ""
-    extra: dict[str, Any] = attrs.field(factory=dict, converter=_frozen_dict)
+    kind: str = attrs.field(validator=_name)
+    index: int = attrs.field(default=0, validator=_count)
+    vendor: str = attrs.field(default="", validator=_text)
+    name: str = attrs.field(default="", validator=_text)
+    memory_total: int | None = attrs.field(default=None, validator=_bytes)
+    memory_free: int | None = attrs.field(default=None, validator=_bytes)
+    compute_units: int | None = attrs.field(default=None, validator=_optional_count)
+    peak_flops: dict[str, float] = attrs.field(factory=dict, converter=_frozen_dict, validator=_peak_flops)
+    driver: str = attrs.field(default="", validator=_text)
+    plugin: str = attrs.field(default="", validator=_text)
+    extra: dict[str, Any] = attrs.field(factory=dict, converter=_frozen_dict, validator=_string_keys)
 
     @property
     def id(self) -> str:
@@ -56,18 +145,23 @@ class DeviceInfo:
 class FrameworkInfo:
     """What one framework plugin offers.
 
-    ``version`` is the installed framework's version, ``None`` when it is not installed.
-    ``device_kinds`` are the device kinds the plugin can drive. ``unsupported`` lists the
-    features (layer types, optimizer names, losses) it does not implement, so users and the
-    conformance kit see them. Higher ``priority`` wins in ``Stack.auto()`` on equal devices.
+    ``version`` is the installed framework's version, ``None`` when it is not installed;
+    ``distributions`` are the distributions whose installed version was looked up (named in
+    the "not installed" error). ``device_kinds`` are the device kinds the plugin can drive.
+    ``unsupported`` lists the feature ids it does not implement (``layer:attention``,
+    ``optimizer:rmsprop``, ``loss:mse``, ``schedule:cosine``, ``dtype:float64``): the core
+    refuses them with a clear error before calling the plugin, and the conformance kit checks
+    they match the plugin's declared exclusions. Higher ``priority`` wins in ``Stack.auto()``
+    on equal devices.
     """
 
-    name: str = attrs.field(validator=attrs.validators.min_len(1))
-    version: str | None = None
-    device_kinds: tuple[str, ...] = attrs.field(default=("cpu",), converter=_str_tuple)
-    unsupported: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
-    priority: int = 0
-    plugin: str = ""
+    name: str = attrs.field(validator=_name)
+    version: str | None = attrs.field(default=None, validator=_optional_text)
+    device_kinds: tuple[str, ...] = attrs.field(default=("cpu",), converter=_str_tuple, validator=_names)
+    unsupported: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple, validator=_features)
+    priority: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
+    plugin: str = attrs.field(default="", validator=_text)
+    distributions: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple, validator=_names)
 
     @property
     def installed(self) -> bool:
@@ -79,22 +173,24 @@ class FrameworkInfo:
 
 @attrs.frozen
 class MemoryReading:
-    """Memory in bytes: in use now and the peak since the process (or the plugin) started."""
+    """Memory in bytes (ints): in use now, the peak since the process (or the last
+    ``sdk_reset_peak_memory``) and the total, where known."""
 
-    used: int
-    peak: int | None = None
-    total: int | None = None
-    source: str = ""
+    used: int = attrs.field(validator=_count)
+    peak: int | None = attrs.field(default=None, validator=_bytes)
+    total: int | None = attrs.field(default=None, validator=_bytes)
+    source: str = attrs.field(default="", validator=_text)
 
 
 @attrs.frozen
 class PowerReading:
-    """Cumulative energy in joules and instantaneous power in watts where readable."""
+    """Cumulative energy in joules and instantaneous power and its limit in watts, where
+    readable (``None`` otherwise, never an invented figure)."""
 
-    energy_j: float | None
-    power_w: float | None = None
-    limit_w: float | None = None
-    source: str = ""
+    energy_j: float | None = attrs.field(validator=_non_negative)
+    power_w: float | None = attrs.field(default=None, validator=_non_negative)
+    limit_w: float | None = attrs.field(default=None, validator=_non_negative)
+    source: str = attrs.field(default="", validator=_text)
 
 
 def _check_dtype(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:

@@ -29,15 +29,15 @@ StepTimer = Callable[[FrameworkInfo, DeviceInfo, "ModelSpec", int], float]
 measures; :class:`~sdk_core.runtime.stack.Stack` provides it."""
 
 
-def usable_stacks(manager: PluginManager | None = None) -> list[Pair]:
-    """Every (installed framework, probed device) pair the framework can drive, best first
-    by the ``accelerator`` policy (the process-wide manager by default)."""
+def usable_stacks(manager: PluginManager | None = None, devices: list[DeviceInfo] | None = None) -> list[Pair]:
+    """Every (installed framework, device) pair the framework can drive, best first by the
+    ``accelerator`` policy (the process-wide manager and every probed device by default)."""
     manager = manager or get_manager()
     pairs = [
         (fw, dev)
         for fw in manager.frameworks().values()
         if fw.installed
-        for dev in manager.devices()
+        for dev in (manager.devices() if devices is None else devices)
         if dev.kind in fw.device_kinds
     ]
     return sorted(
@@ -69,12 +69,13 @@ def choose(
 
     if policy not in POLICIES:
         raise SdkError(f"'policy' must be one of {', '.join(POLICIES)} (got {policy!r})")
-    pairs = usable_stacks(manager)
-    if device is not None:
+    if device is not None:  # only that device: `--device cpu` waits for no accelerator probe
         wanted = manager.device(device)
-        pairs = [p for p in pairs if p[1].id == wanted.id]
+        pairs = usable_stacks(manager, [wanted])
         if not pairs:
             raise NotAvailableError(f"no installed framework drives {wanted.id}")
+    else:
+        pairs = usable_stacks(manager)
     if not pairs:
         raise NotAvailableError(
             "no usable framework: install a framework plugin (pip install sdk-numpy for the default)"

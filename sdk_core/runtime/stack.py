@@ -104,11 +104,7 @@ class Stack:
     def build(self, spec: ModelSpec | Mapping[str, Any], seed: int = 0, dtype: str = "float32") -> Stack:
         """Build ``spec`` natively and set the canonical initial weights for ``seed``."""
         spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)
-        unsupported = {l.type for l in spec.layers} & set(self.framework.unsupported)
-        if unsupported:
-            raise NotAvailableError(
-                f"framework '{self.framework.name}' does not support layer {sorted(unsupported)[0]}"
-            )
+        self._refuse_unsupported([f"layer:{l.type}" for l in spec.layers] + [f"dtype:{dtype}"])
         self.model = self.manager.build_model(
             BuildRequest(self.framework.name, spec, self.device, dtype=dtype, seed=seed)
         )
@@ -116,6 +112,16 @@ class Stack:
         self._predict, self._steps = None, {}
         self.set_weights(spec.init_weights(seed, dtype))
         return self
+
+    def _refuse_unsupported(self, features: list[str]) -> None:
+        """A feature the plugin declared unsupported fails here, before the plugin is called."""
+        refused = [f for f in features if f in self.framework.unsupported]
+        if refused:
+            kind, _, name = refused[0].partition(":")
+            raise NotAvailableError(
+                f"framework '{self.framework.name}' does not support {kind} {name} "
+                f"(declared unsupported by plugin '{self.framework.plugin}')"
+            )
 
     def _need_model(self) -> ModelSpec:
         if self.spec is None:
@@ -144,6 +150,7 @@ class Stack:
         (so optimizer state carries over between ``fit`` calls)."""
         spec = self._need_model()
         key = (check_loss(loss), optimizer or Optimizer())
+        self._refuse_unsupported([f"loss:{key[0]}", f"optimizer:{key[1].name}", f"schedule:{key[1].schedule.kind}"])
         if key not in self._steps:
             self._steps[key] = self.manager.make_train_step(
                 StepRequest(self.framework.name, self.model, spec, self.device, key[0], key[1])

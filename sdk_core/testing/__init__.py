@@ -16,9 +16,24 @@ steps of every optimizer, schedule and loss give the same weights as the referen
 round-trip through safetensors; a model trained here loads in every other installed framework
 (and back) with the same predictions; bad input gives clear errors; and that every excluded
 feature is refused with an sdk_core error. Exclusions appear as skips with their reason.
+
+Device plugins run :class:`DeviceConformanceSuite` the same way, presenting recorded hardware
+through a ``machine`` fixture::
+
+    from sdk_core.testing import DeviceConformanceSuite
+
+    class TestDeviceConformance(DeviceConformanceSuite):
+        plugin = "sdk_myaccel"
+        kinds = ("myaccel",)
+
+        @pytest.fixture
+        def machine(self, monkeypatch, tmp_path):
+            ...  # make sdk_myaccel see a recorded device tree, tool output or library
+            yield
 """
 
 from .cases import ALL_FEATURES, LAYER_CASES, STEP_CASES
+from .devices import DeviceConformanceSuite
 from .suite import ConformanceSuite
 
-__all__ = ["ALL_FEATURES", "LAYER_CASES", "STEP_CASES", "ConformanceSuite"]
+__all__ = ["ALL_FEATURES", "LAYER_CASES", "STEP_CASES", "ConformanceSuite", "DeviceConformanceSuite"]

@@ -74,9 +74,9 @@ class ConformanceSuite:
         unknown = sorted(set(self.exclusions) - ALL_FEATURES)
         assert not unknown, f"unknown feature ids in exclusions: {unknown}"
         info = get_manager().framework(self.framework)
-        layers = {f.split(":", 1)[1] for f in self.exclusions if f.startswith("layer:")}
-        assert layers == set(info.unsupported) & set(sdk_core.LAYER_TYPES), (
-            "excluded layers must be exactly the layers FrameworkInfo.unsupported lists"
+        assert set(self.exclusions) == set(info.unsupported), (
+            f"the kit's exclusions {sorted(self.exclusions)} must be exactly what the plugin declares "
+            f"unsupported (FrameworkHooks(unsupported=...)): {sorted(info.unsupported)}"
         )
 
     def test_framework_is_found_and_drives_the_device(self):
@@ -174,7 +174,7 @@ class ConformanceSuite:
         checked = []
         for other in _installed_frameworks():
             info = get_manager().framework(other)
-            if other == self.framework or {l.type for l in spec.layers} & set(info.unsupported):
+            if other == self.framework or {f"layer:{l.type}" for l in spec.layers} & set(info.unsupported):
                 continue
             theirs = Stack(other, "cpu").load(str(path))
             np.testing.assert_allclose(
@@ -252,5 +252,10 @@ class ConformanceSuite:
                     )
                 elif kind == "dtype":
                     self._stack(STEP_SPEC, dtype=name)
+                elif kind in ("loss", "schedule"):
+                    optimizer = sdk_core.Optimizer(
+                        "sgd", schedule=sdk_core.Schedule(name, total_steps=10) if kind == "schedule" else None
+                    )
+                    self._stack(STEP_SPEC).train_step(name if kind == "loss" else "cross_entropy", optimizer)
                 else:
                     raise SdkError(f"{feature} is checked by the tests that skip it")

@@ -5,4 +5,12 @@ __version__ = "0.2.0"
 
 from sdk_core import FrameworkHooks
 
-plugin = FrameworkHooks("jax", "sdk_jax._runtime", {"jax": ("cpu", "cuda", "tpu")}, priority=15)
+plugin = FrameworkHooks(
+    "jax",
+    runtime="sdk_jax._runtime",
+    api=1,
+    version_of="jax",
+    device_kinds=("cpu", "cuda", "tpu"),
+    priority=15,
+    unsupported=("dtype:float64",),  # needs JAX's process-wide jax_enable_x64 switch
+)

@@ -5,4 +5,12 @@ __version__ = "0.2.0"
 
 from sdk_core import FrameworkHooks
 
-plugin = FrameworkHooks("mindspore", "sdk_mindspore._runtime", {"mindspore": ("cpu", "cuda", "npu")}, priority=5)
+plugin = FrameworkHooks(
+    "mindspore",
+    runtime="sdk_mindspore._runtime",
+    api=1,
+    version_of="mindspore",
+    device_kinds=("cpu", "cuda", "npu"),
+    priority=5,
+    unsupported=("dtype:float64",),  # the plugin builds float32 networks only
+)

@@ -5,4 +5,6 @@ __version__ = "0.2.0"
 
 from sdk_core import FrameworkHooks
 
-plugin = FrameworkHooks("numpy", "sdk_numpy._runtime", {"numpy": ("cpu",)}, priority=0)
+plugin = FrameworkHooks(
+    "numpy", runtime="sdk_numpy._runtime", api=1, version_of="numpy", device_kinds=("cpu",), priority=0
+)

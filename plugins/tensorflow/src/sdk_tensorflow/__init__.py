@@ -13,4 +13,4 @@ DISTRIBUTIONS = {
     "tensorflow-macos": ("cpu",),
 }
 
-plugin = FrameworkHooks("tensorflow", "sdk_tensorflow._runtime", DISTRIBUTIONS, priority=10)
+plugin = FrameworkHooks("tensorflow", runtime="sdk_tensorflow._runtime", api=1, version_of=DISTRIBUTIONS, priority=10)

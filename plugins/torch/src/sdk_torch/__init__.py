@@ -5,4 +5,6 @@ __version__ = "0.2.0"
 
 from sdk_core import FrameworkHooks
 
-plugin = FrameworkHooks("torch", "sdk_torch._runtime", {"torch": ("cpu", "cuda", "npu")}, priority=20)
+plugin = FrameworkHooks(
+    "torch", runtime="sdk_torch._runtime", api=1, version_of="torch", device_kinds=("cpu", "cuda", "npu"), priority=20
+)
