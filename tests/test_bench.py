@@ -361,7 +361,7 @@ def test_cli_table_and_plot(tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path):
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401 (only whether it is installed)
 
         no_dir = "directory does not exist"
     except ImportError:

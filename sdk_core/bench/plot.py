@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def require_matplotlib() -> None:
     """Raise a one-line :class:`SdkError` when matplotlib is not installed."""
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401 (only whether it is installed)
     except ImportError:
         raise SdkError("--plot needs matplotlib: pip install matplotlib") from None
 

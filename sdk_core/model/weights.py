@@ -56,7 +56,8 @@ def _read(path: str | os.PathLike[str], tensors: bool) -> tuple[dict[str, np.nda
     try:
         with safe_open(str(path), framework="numpy") as f:
             metadata = dict(f.metadata() or {})
-            weights = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict) if tensors else {}
+            names = list(f.keys()) if tensors else []  # safe_open is no dict: keys() is its API
+            weights = {k: f.get_tensor(k) for k in names}
     except Exception as exc:  # SafetensorError and friends: the file is not what it claims
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WeightsError(f"'{path}' is not a valid safetensors file: {reason}") from None

@@ -8,6 +8,14 @@ marked with ``sdk_core.hookimpl`` and named after these specs. It also declares
 another framework, and the first non-``None`` answer wins. The other hooks collect one answer
 from every plugin that implements them. The core calls a hook once to get a callable (a
 training step, a predict function) and then calls that callable in its loops.
+
+Failures are the plugin's alone: any exception a hook raises (``SystemExit`` included), or a
+return value of the wrong type, marks that plugin failed with the hook named, and the others
+keep working. The hooks that describe and probe (``sdk_framework_info``,
+``sdk_probe_devices``, ``sdk_read_memory``, ``sdk_reset_peak_memory``, ``sdk_read_power``,
+``sdk_add_commands``) run within a deadline (``SDK_CORE_HOOK_TIMEOUT``, 5 seconds by default);
+one that does not answer in time is reported as timed out. A function named like a hook but
+not marked ``@hookimpl`` is ignored with a warning.
 """
 
 from __future__ import annotations

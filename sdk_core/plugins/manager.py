@@ -308,8 +308,9 @@ class PluginManager:
         return list(self._devices)
 
     def add_commands(self, subparsers: argparse._SubParsersAction[Any]) -> None:
-        """Let every plugin add its subcommands (``sdk_add_commands``); one that fails is disabled."""
-        self._collect(self._pm.hook.sdk_add_commands, subparsers=subparsers)
+        """Let every plugin add its subcommands (``sdk_add_commands``, within the hook deadline:
+        every ``sdk`` command runs it); one that fails or hangs is disabled."""
+        self._collect(self._pm.hook.sdk_add_commands, self.hook_timeout, subparsers=subparsers)
 
     def problems(self) -> list[str]:
         """One line per plugin that is not ok (with what to do) and per warning."""
