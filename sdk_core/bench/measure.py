@@ -78,7 +78,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
         text = f"{names} {exc}".lower()
         if any(marker in text for marker in OOM_MARKERS):
             return True
-        exc, seen = exc.__cause__, seen + 1  # type: ignore[assignment]
+        exc, seen = exc.__cause__, seen + 1  # type: ignore[assignment]  # None ends the loop
     return False
 
 
@@ -128,7 +128,7 @@ class _Meter:
         if len(counters) == 2:
             joules = counters[1] - counters[0]
             if joules > 0:
-                energy = Energy(joules, joules / elapsed, joules / samples, p1.source or "energy counter")  # type: ignore[union-attr]
+                energy = Energy(joules, joules / elapsed, joules / samples, p1.source or "energy counter")  # type: ignore[union-attr]  # set with joules
             else:
                 notes.append(f"energy: the energy counter of {self.device.id} did not advance (or wrapped)")
         elif self.watts:

@@ -46,9 +46,9 @@ def plot_report(report: BenchReport, path: str) -> None:
         if ok:
             xs = [b.batch_size for b in ok]
             rates = [b.train.samples_per_s for b in ok]
-            med = [r.median for r in rates]  # type: ignore[union-attr]
-            low = [r.median - r.low for r in rates]  # type: ignore[union-attr]
-            high = [r.high - r.median for r in rates]  # type: ignore[union-attr]
+            med = [r.median for r in rates]  # type: ignore[union-attr]  # only measured phases are plotted
+            low = [r.median - r.low for r in rates]  # type: ignore[union-attr]  # only measured phases are plotted
+            high = [r.high - r.median for r in rates]  # type: ignore[union-attr]  # only measured phases are plotted
             train_ax.errorbar(xs, med, yerr=[low, high], color=color, marker="o", capsize=3, label=stack.name)
             if stack.recommended_batch_size in xs:
                 i = xs.index(stack.recommended_batch_size)
@@ -69,8 +69,8 @@ def plot_report(report: BenchReport, path: str) -> None:
         done = [b for b in stack.batches if b.infer.ok and b.infer.latency]
         if done:
             xs = [b.batch_size for b in done]
-            p50 = [b.infer.latency.p50 * 1e3 for b in done]  # type: ignore[union-attr]
-            p95 = [b.infer.latency.p95 * 1e3 for b in done]  # type: ignore[union-attr]
+            p50 = [b.infer.latency.p50 * 1e3 for b in done]  # type: ignore[union-attr]  # only measured phases are plotted
+            p95 = [b.infer.latency.p95 * 1e3 for b in done]  # type: ignore[union-attr]  # only measured phases are plotted
             infer_ax.plot(xs, p50, color=color, marker="o", label=stack.name)
             infer_ax.fill_between(xs, p50, p95, color=color, alpha=0.15, linewidth=0)
     ticks = list(report.batch_sizes)

@@ -53,7 +53,7 @@ def make_batch(
     rng = np.random.default_rng(seed)
     shape = (batch_size,) + spec.input_shape
     if spec.input_dtype == "int64":
-        vocab = spec.layers[0].vocab_size  # type: ignore[attr-defined]
+        vocab = spec.layers[0].vocab_size  # type: ignore[attr-defined]  # int64 specs start with an embedding
         x = rng.integers(0, vocab, shape, dtype=np.int64)
     else:
         x = rng.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)

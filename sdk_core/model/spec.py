@@ -373,7 +373,7 @@ def layer_from_dict(data: Any) -> Layer:
     if not isinstance(data, dict):
         raise SpecError(f"must be an object with a 'type' (got {type(data).__name__})")
     kind = data.get("type")
-    cls = LAYER_TYPES.get(kind)  # type: ignore[arg-type]
+    cls = LAYER_TYPES.get(kind)  # type: ignore[arg-type]  # a kind that is no str finds nothing: reported below
     if cls is None:
         raise SpecError(f"unknown layer type {kind!r} (known: {', '.join(LAYER_TYPES)})")
     fields = {f.name for f in attrs.fields(cls)}  # type: ignore[arg-type]  # every layer type is an attrs class

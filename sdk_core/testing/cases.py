@@ -127,7 +127,7 @@ def random_weights(spec: S.ModelSpec, seed: int = 0, dtype: str = "float32") -> 
 def inputs(spec: S.ModelSpec, n: int = 4, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if spec.input_dtype == "int64":
-        return rng.integers(0, spec.layers[0].vocab_size, (n,) + spec.input_shape)  # type: ignore[attr-defined]
+        return rng.integers(0, spec.layers[0].vocab_size, (n,) + spec.input_shape)  # type: ignore[attr-defined]  # int64 specs start with an embedding
     return rng.normal(0.0, 1.0, (n,) + spec.input_shape).astype(np.float32)
 
 
