@@ -37,10 +37,11 @@ def test_optax_schedule_equals_the_core_schedule(schedule):
     assert got == pytest.approx([schedule.lr_at(0.1, t) for t in range(14)], rel=1e-6)
 
 
-def test_float64_is_refused_clearly():
-    from sdk_core import PluginError
+def test_float64_is_refused_clearly_before_the_plugin_runs():
+    from sdk_core import NotAvailableError, get_manager
 
-    with pytest.raises(PluginError, match="jax_enable_x64"):
+    assert "dtype:float64" in get_manager().framework("jax").unsupported
+    with pytest.raises(NotAvailableError, match="framework 'jax' does not support dtype float64"):
         Stack("jax").build(zoo.mlp(), dtype="float64")
 
 
