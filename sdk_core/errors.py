@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+MAX_MESSAGE = 300
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` on one line (newlines and runs of spaces become one space), at most ``limit``
+    characters: an echoed value can never flood a terminal or a log."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
 
 class SdkError(Exception):
-    """Base class: bad input or a failed operation, with a one-line message."""
+    """Base class: bad input or a failed operation, with a one-line message of at most
+    :data:`MAX_MESSAGE` characters."""
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (one_line(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 class SpecError(SdkError, ValueError):

@@ -54,7 +54,7 @@ def test_missing_and_corrupt_weights(tmp_path):
 
 
 def test_argument_errors_exit_1_with_one_line():
-    one_line_error(sdk("train", "--epochs", "many"), "invalid int value: 'many'")
+    one_line_error(sdk("train", "--epochs", "many"), "must be an int >= 1 (got 'many')")
     one_line_error(sdk("launch"), "invalid choice: 'launch'")
 
 
@@ -66,8 +66,9 @@ def test_failed_run_overwrites_nothing(tmp_path):
     bad.write_text('{"input_shape": [64], "layers": []}')
     one_line_error(sdk("train", "--model", str(bad), "--out", str(out)), "spec has no layers")
     assert out.read_bytes() == before
-    one_line_error(sdk("predict", "--weights", str(out), "--output", str(out)), "holds no model spec")
+    one_line_error(sdk("predict", "--weights", str(out), "--output", str(out)), "is also an input of this command")
     assert out.read_bytes() == before
+    one_line_error(sdk("predict", "--weights", str(out)), "holds no model spec")
 
 
 def test_tables_and_json_agree():

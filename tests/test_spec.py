@@ -147,7 +147,7 @@ def test_check_weights_and_inputs():
 def test_optimizer_and_schedule_validation_and_rates():
     with pytest.raises(SpecError, match="'name' must be one of sgd, adagrad, rmsprop, adam, adamw \\(got 'adamax'\\)"):
         Optimizer("adamax")
-    with pytest.raises(SpecError, match=r"'lr' must be a number > 0\.0"):
+    with pytest.raises(SpecError, match=r"'lr' must be a finite number > 0\.0"):
         Optimizer("sgd", lr=0)
     with pytest.raises(SpecError, match="'nesterov' needs the sgd optimizer"):
         Optimizer("adam", nesterov=True)

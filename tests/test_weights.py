@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sdk_core import WeightsError, load_weights, save_weights
-from sdk_core.model.weights import atomic_write
+from sdk_core.model.files import atomic_write
 
 
 def test_round_trip_with_metadata(tmp_path):

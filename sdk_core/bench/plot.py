@@ -12,7 +12,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SdkError
-from ..model.weights import atomic_write
+from ..model.files import atomic_write
 
 if TYPE_CHECKING:
     from .results import BenchReport

@@ -42,11 +42,26 @@ def gib(n: int | None) -> str:
     return "" if n is None else f"{n / 2**30:.1f} GiB"
 
 
+def counting(low: int) -> Any:
+    """An argparse type: an int >= ``low``, with a one-line error otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an int >= {low} (got '{text}')") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an int >= {low} (got {value})")
+        return value
+
+    return parse
+
+
 def add_stack_options(p: argparse.ArgumentParser) -> None:
     """``--framework``, ``--device``, ``--seed``, ``--policy`` and ``--strict``."""
     p.add_argument("--framework", default="auto", help="framework name, or auto (default)")
     p.add_argument("--device", default=None, help="device such as cpu or cuda:0")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=counting(0), default=0, help="random seed, an int >= 0 (default: 0)")
     p.add_argument(
         "--policy", default="accelerator", choices=POLICIES, help="how --framework auto chooses (default: accelerator)"
     )

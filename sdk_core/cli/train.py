@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import SdkError
-from .common import add_command, add_stack_options, digits_for, emit, stack_from
+from ..model.files import check_output
+from .common import add_command, add_stack_options, counting, digits_for, emit, stack_from
 
 
 def train(args: argparse.Namespace) -> int:
@@ -17,6 +17,8 @@ def train(args: argparse.Namespace) -> int:
     from ..model import zoo
     from ..model.optim import Optimizer
 
+    if args.out:  # before any work: a bad output path must not cost a training run
+        check_output(args.out, reads=[args.model] if Path(args.model).exists() else [], what="weights file")
     spec = zoo.resolve(args.model, args.image_size)
     stack = stack_from(args, spec).build(spec, seed=args.seed)
     x_train, y_train, x_test, y_test = digits_for(spec, args.seed)
@@ -59,21 +61,16 @@ def predict(args: argparse.Namespace) -> int:
     """``sdk predict``: run a saved model on .npy inputs or the digits test split."""
     import numpy as np
 
-    from ..model.weights import atomic_write
+    from ..model.files import atomic_write, read_npy
     from ..runtime.stack import load_spec
 
+    if args.output:  # before any work, and never onto a file this command reads
+        check_output(args.output, reads=[args.weights, args.input], what="output")
     spec = load_spec(args.weights)
-    stack = stack_from(args, spec)
-    stack.build(spec).load(args.weights)
+    stack = stack_from(args, spec).load(args.weights)
     labels = None
     if args.input:
-        path = Path(args.input)
-        if not path.is_file():
-            raise SdkError(f"input file '{args.input}' does not exist")
-        try:
-            x = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise SdkError(f"'{args.input}' is not a .npy array file: {exc}") from None
+        x = read_npy(args.input, max_bytes=stack.device.memory_total, what="input")
     else:
         _, _, x, labels = digits_for(spec, args.seed)
     out = stack.predict(x)
@@ -102,9 +99,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = add_command(sub, "train", train, "train a model on the digits data set")
     add_stack_options(p)
     p.add_argument("--model", default="lenet5", help="mlp, lenet5, gpt or a spec .json file")
-    p.add_argument("--image-size", type=int, default=32, help="digits image size for lenet5")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=counting(8), default=32, help="digits image size for lenet5 (8 to 256)")
+    p.add_argument("--epochs", type=counting(1), default=10)
+    p.add_argument("--batch-size", type=counting(1), default=32)
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.0)

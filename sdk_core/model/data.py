@@ -18,6 +18,12 @@ def digits(image_size: int | None = 32, test_fraction: float = 0.2, seed: int = 
     (nearest-neighbour upsampling, 32 for LeNet-5); ``None`` gives flat 64-vectors (MLP).
     The split is stratified-free but deterministic for ``seed``.
     """
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size % 8 or not 8 <= image_size <= 256
+    ):
+        raise SdkError(f"'image_size' must be a multiple of 8 from 8 to 256 (got {image_size!r})")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SdkError(f"'seed' must be an int >= 0 (got {seed!r})")
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -28,8 +34,6 @@ def digits(image_size: int | None = 32, test_fraction: float = 0.2, seed: int = 
     if image_size is None:
         x = x.reshape(len(x), 64)
     else:
-        if image_size % 8:
-            raise SdkError(f"'image_size' must be a multiple of 8 (got {image_size})")
         r = image_size // 8
         x = x.repeat(r, axis=1).repeat(r, axis=2).reshape(len(x), 1, image_size, image_size)
     order = np.random.default_rng(seed).permutation(len(x))

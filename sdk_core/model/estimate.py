@@ -44,3 +44,10 @@ def training_bytes(spec: S.ModelSpec, batch_size: int, bytes_per_value: int = 4)
     weights = spec.param_count(trainable_only=False)
     activations = sum(math.prod(s) for s in spec.shapes) * batch_size
     return (4 * weights + 2 * activations) * bytes_per_value
+
+
+def inference_bytes(spec: S.ModelSpec, batch_size: int, bytes_per_value: int = 4) -> int:
+    """A conservative inference footprint: the weights and every layer's activations."""
+    weights = spec.param_count(trainable_only=False)
+    activations = sum(math.prod(s) for s in spec.shapes) * batch_size
+    return (weights + activations) * bytes_per_value

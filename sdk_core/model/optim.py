@@ -72,18 +72,27 @@ def _choice(options: tuple[str, ...]) -> Validator:
     return check
 
 
-def _number(low: float, high: float = math.inf, low_open: bool = False) -> Validator:
+def _number(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False) -> Validator:
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         ok = (
             isinstance(value, (int, float))
             and not isinstance(value, bool)
-            and ((value > low if low_open else value >= low) and value <= high)
+            and math.isfinite(value)
+            and (value > low if low_open else value >= low)
+            and (value < high if high_open else value <= high)
         )
         if not ok:
-            bounds = f"{'>' if low_open else '>='} {low}" + ("" if high == math.inf else f" and <= {high}")
-            raise SpecError(f"'{attribute.name}' must be a number {bounds} (got {value!r})")
+            bounds = f"{'>' if low_open else '>='} {low}"
+            if high != math.inf:
+                bounds += f" and {'<' if high_open else '<='} {high}"
+            raise SpecError(f"'{attribute.name}' must be a finite number {bounds} (got {value!r})")
 
     return check
+
+
+def _flag(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise SpecError(f"'{attribute.name}' must be true or false (got {value!r})")
 
 
 def _steps(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -147,6 +156,10 @@ def _schedule(value: Any) -> Schedule:
     if value is None:
         return Schedule()
     if isinstance(value, dict):
+        known = {f.name for f in attrs.fields(Schedule)}
+        unknown = sorted(str(k) for k in value if k not in known)
+        if unknown:
+            raise SpecError(f"'schedule' has an unknown field '{unknown[0]}' (fields: {', '.join(sorted(known))})")
         return Schedule(**value)
     raise SpecError(f"'schedule' must be a Schedule or an object (got {value!r})")
 
@@ -157,12 +170,12 @@ class Optimizer:
 
     name: str = attrs.field(default="adam", validator=_choice(OPTIMIZERS))
     lr: float = attrs.field(default=1e-3, validator=_number(0.0, low_open=True))
-    momentum: float = attrs.field(default=0.0, validator=_number(0.0, 1.0))
-    nesterov: bool = False
-    beta1: float = attrs.field(default=0.9, validator=_number(0.0, 1.0))
-    beta2: float = attrs.field(default=0.999, validator=_number(0.0, 1.0))
-    rho: float = attrs.field(default=0.99, validator=_number(0.0, 1.0))
-    eps: float | None = None
+    momentum: float = attrs.field(default=0.0, validator=_number(0.0, 1.0, high_open=True))
+    nesterov: bool = attrs.field(default=False, validator=_flag)
+    beta1: float = attrs.field(default=0.9, validator=_number(0.0, 1.0, high_open=True))
+    beta2: float = attrs.field(default=0.999, validator=_number(0.0, 1.0, low_open=True, high_open=True))
+    rho: float = attrs.field(default=0.99, validator=_number(0.0, 1.0, low_open=True, high_open=True))
+    eps: float | None = attrs.field(default=None, validator=attrs.validators.optional(_number(0.0)))
     weight_decay: float = attrs.field(default=0.0, validator=_number(0.0))
     schedule: Schedule = attrs.field(factory=Schedule, converter=_schedule)
 
@@ -171,6 +184,8 @@ class Optimizer:
             raise SpecError("'nesterov' needs the sgd optimizer with 'momentum' > 0")
         if self.eps is None:
             object.__setattr__(self, "eps", DEFAULT_EPS[self.name])
+        if self.name != "sgd" and not self.eps:
+            raise SpecError(f"'eps' must be > 0 for {self.name}: it keeps the update from dividing by zero (got 0)")
 
     def lr_at(self, step: int) -> float:
         """The learning rate of the update numbered ``step`` (0 for the first)."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -38,6 +38,16 @@ from ..errors import SpecError
 
 Shape = tuple[int, ...]
 INPUT_DTYPES = ("float32", "int64")
+MAX_SPEC_CHARS = 10 * 2**20
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"the key '{key}' appears twice in one object")
+        data[key] = value
+    return data
 
 
 # -- validators: messages read "'field' must be ... (got ...)" ---------------------------
@@ -57,13 +67,18 @@ def _optional_positive_int(instance: Any, attribute: attrs.Attribute[Any], value
 
 
 def _positive_float(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise SpecError(f"'{attribute.name}' must be a positive number (got {value!r})")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise SpecError(f"'{attribute.name}' must be a positive finite number (got {value!r})")
 
 
 def _rate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise SpecError(f"'{attribute.name}' must be a number in [0, 1) (got {value!r})")
+
+
+def _text(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str):
+        raise SpecError(f"'{attribute.name}' must be a string (got {value!r})")
 
 
 def _bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -373,11 +388,11 @@ def layer_from_dict(data: Any) -> Layer:
     if not isinstance(data, dict):
         raise SpecError(f"must be an object with a 'type' (got {type(data).__name__})")
     kind = data.get("type")
-    cls = LAYER_TYPES.get(kind)  # type: ignore[arg-type]  # a kind that is no str finds nothing: reported below
+    cls = LAYER_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise SpecError(f"unknown layer type {kind!r} (known: {', '.join(LAYER_TYPES)})")
     fields = {f.name for f in attrs.fields(cls)}  # type: ignore[arg-type]  # every layer type is an attrs class
-    extra = sorted(set(data) - fields - {"type"})
+    extra = sorted(str(k) for k in set(data) - fields - {"type"})
     if extra:
         raise SpecError(f"unknown field '{extra[0]}' (fields: {', '.join(sorted(fields)) or 'none'})")
     try:
@@ -416,7 +431,7 @@ class ModelSpec:
     input_shape: Shape = attrs.field(converter=_input_shape)
     layers: tuple[Layer, ...] = attrs.field(converter=_layers)
     input_dtype: str = attrs.field(default="float32", validator=_input_dtype)
-    name: str = ""
+    name: str = attrs.field(default="", validator=_text)
     shapes: tuple[Shape, ...] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -470,30 +485,49 @@ class ModelSpec:
             out[p.name] = value.astype(dtype)
         return out
 
-    def check_weights(self, weights: dict[str, Any], what: str = "weights") -> None:
+    def check_weights(self, weights: Mapping[str, Any], what: str = "weights") -> None:
         """Raise :class:`SpecError` unless ``weights`` has exactly this layout's names and shapes."""
+        self.check_shapes({name: tuple(np.shape(value)) for name, value in weights.items()}, what)
+
+    def check_shapes(self, shapes: Mapping[str, tuple[int, ...]], what: str = "weights") -> None:
+        """Raise :class:`SpecError` unless ``shapes`` (name -> shape, e.g. read from a file's
+        header) are exactly this layout's."""
         layout = {p.name: p.shape for p in self.layout()}
-        missing = [n for n in layout if n not in weights]
-        extra = [n for n in weights if n not in layout]
+        missing = [n for n in layout if n not in shapes]
+        extra = [n for n in shapes if n not in layout]
         if missing or extra:
             detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
             raise SpecError(f"{what} do not match the model: {detail}")
         for name, shape in layout.items():
-            got = tuple(np.shape(weights[name]))
+            got = tuple(shapes[name])
             if got != shape:
                 raise SpecError(f"{what}: '{name}' has shape {got}, the model needs {shape}")
 
-    def check_input(self, data: Any) -> np.ndarray:
-        """Return ``data`` as an array of this spec's input dtype, or raise naming the shape."""
-        x: np.ndarray = np.asarray(data)
+    def check_input(self, data: Any, finite: bool = False) -> np.ndarray:
+        """Return ``data`` as an array of this spec's input dtype, or raise naming what is
+        wrong: the shape, a dtype that is no number (strings, complex), a token id outside the
+        vocabulary, or (with ``finite``) a NaN or infinite value."""
+        try:
+            x: np.ndarray = np.asarray(data)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"input is not an array of numbers: {exc}") from None
         if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
             raise SpecError(
                 f"input has shape {tuple(x.shape)}, the model needs (batch, {', '.join(map(str, self.input_shape))})"
             )
+        if x.dtype.kind not in "biuf":
+            raise SpecError(f"input must hold real numbers (got {x.dtype} values)")
         if self.input_dtype == "int64":
             if not np.issubdtype(x.dtype, np.integer):
                 raise SpecError(f"input must hold integer token ids (got {x.dtype})")
+            vocab = getattr(self.layers[0], "vocab_size", None)
+            if x.size and vocab is not None and (x.min() < 0 or x.max() >= vocab):
+                bad = x.min() if x.min() < 0 else x.max()
+                raise SpecError(f"input token id {bad} is outside the vocabulary [0, {vocab})")
             return x.astype(np.int64, copy=False)
+        if finite and x.dtype.kind == "f" and not np.isfinite(x).all():
+            sample = int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0][0])
+            raise SpecError(f"input sample {sample} holds NaN or infinity")
         return x
 
     def to_dict(self) -> dict[str, Any]:
@@ -525,7 +559,7 @@ class ModelSpec:
                 layers.append(layer_from_dict(item))
             except SpecError as exc:
                 kind = item.get("type") if isinstance(item, dict) else None
-                label = f"layer {i} ({kind})" if kind in LAYER_TYPES else f"layer {i}"
+                label = f"layer {i} ({kind})" if isinstance(kind, str) and kind in LAYER_TYPES else f"layer {i}"
                 raise SpecError(f"{label}: {exc}") from None
         return cls(
             input_shape=data["input_shape"],
@@ -535,9 +569,22 @@ class ModelSpec:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> ModelSpec:
+    def from_json(cls, text: str | bytes) -> ModelSpec:
+        """A spec from JSON text; every malformed input is one :class:`SpecError`: invalid or
+        non-UTF-8 JSON, duplicate keys, integers too long to parse, nesting too deep."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise SpecError(f"spec is not UTF-8 text (byte {exc.start})") from None
+        if len(text) > MAX_SPEC_CHARS:
+            raise SpecError(f"spec is larger than {MAX_SPEC_CHARS:,} characters")
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as exc:
             raise SpecError(f"spec is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise SpecError("spec is nested too deeply") from None
+        except ValueError as exc:  # an integer of thousands of digits, a duplicate key
+            raise SpecError(f"spec is not valid: {exc}") from None
         return cls.from_dict(data)

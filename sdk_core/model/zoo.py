@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
+from .files import FileError, read_text
 from .spec import (
     LAYER_TYPES,
     Conv2D,
@@ -87,11 +88,12 @@ def resolve(model: str, image_size: int = 32) -> ModelSpec:
 
     ``image_size`` sets LeNet-5's input to ``(1, image_size, image_size)``.
     """
-    if model.endswith(".json"):
-        path = Path(model)
-        if not path.is_file():
-            raise SpecError(f"spec file '{model}' does not exist")
-        return ModelSpec.from_json(path.read_text())
+    if model.endswith(".json") or Path(model).exists():
+        try:
+            text = read_text(model, "spec")
+        except FileError as exc:
+            raise SpecError(str(exc)) from None
+        return ModelSpec.from_json(text)
     if model == "lenet5":
         return lenet5(input_shape=(1, image_size, image_size))
     return get(model)

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import attrs
 import numpy as np
 
 from ..errors import NotAvailableError, SdkError, SpecError, WeightsError
@@ -15,24 +14,27 @@ from ..model import metrics
 from ..model.data import make_batch
 from ..model.optim import Optimizer, check_loss
 from ..model.spec import ModelSpec
-from ..model.weights import load_weights, read_metadata, save_weights
+from ..model.weights import load_weights, read_header, read_metadata, save_weights
 from ..plugins.manager import PluginManager, get_manager
 from ..plugins.records import BuildRequest, DeviceInfo, FrameworkInfo, PredictRequest, StepRequest, WeightsRequest
 from . import select
-from .console import Progress
+from .budget import check_fits
+from .training import History, Loop
+
+_RULES = {
+    "epochs": "a positive int",
+    "seed": "an int >= 0",
+    "batch_size": "a positive int or None (full batch)",
+    "validation_split": "a number in [0, 1)",
+}
 
 
-@attrs.define
-class History:
-    """Per-epoch figures from :meth:`Stack.fit`."""
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
-    loss: list[float] = attrs.field(factory=list)
-    val_loss: list[float] = attrs.field(factory=list)
-    val_accuracy: list[float] = attrs.field(factory=list)
-    seconds: list[float] = attrs.field(factory=list)
 
-    def to_dict(self) -> dict[str, list[float]]:
-        return attrs.asdict(self)
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 class Stack:
@@ -102,16 +104,27 @@ class Stack:
 
     # -- model ------------------------------------------------------------------------------
     def build(self, spec: ModelSpec | Mapping[str, Any], seed: int = 0, dtype: str = "float32") -> Stack:
-        """Build ``spec`` natively and set the canonical initial weights for ``seed``."""
+        """Build ``spec`` natively and set the canonical initial weights for ``seed``.
+
+        The memory the model needs (its weights, and training on one sample) is estimated
+        from the spec first: a model larger than the device is refused before anything is
+        allocated."""
         spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)
+        if not _is_int(seed) or seed < 0:
+            raise SdkError(f"'seed' must be {_RULES['seed']} (got {seed!r})")
+        self._build(spec, seed, dtype)
+        self.set_weights(spec.init_weights(seed, dtype))
+        return self
+
+    def _build(self, spec: ModelSpec, seed: int, dtype: str) -> None:
+        """The native model, without the canonical weights: the caller sets them once."""
         self._refuse_unsupported([f"layer:{l.type}" for l in spec.layers] + [f"dtype:{dtype}"])
+        check_fits(spec, self.device, 1, dtype, "the model")
         self.model = self.manager.build_model(
             BuildRequest(self.framework.name, spec, self.device, dtype=dtype, seed=seed)
         )
         self.spec, self.dtype = spec, dtype
         self._predict, self._steps = None, {}
-        self.set_weights(spec.init_weights(seed, dtype))
-        return self
 
     def _refuse_unsupported(self, features: list[str]) -> None:
         """A feature the plugin declared unsupported fails here, before the plugin is called."""
@@ -122,6 +135,10 @@ class Stack:
                 f"framework '{self.framework.name}' does not support {kind} {name} "
                 f"(declared unsupported by plugin '{self.framework.plugin}')"
             )
+
+    def _forget_step(self, key: tuple[str, Optimizer]) -> None:
+        """Drop a compiled step (and its optimizer state); the next call makes a new one."""
+        self._steps.pop(key, None)
 
     def _need_model(self) -> ModelSpec:
         if self.spec is None:
@@ -177,63 +194,37 @@ class Stack:
         The last partial batch is used. Returns the per-epoch :class:`History`.
         """
         spec = self._need_model()
-        x = spec.check_input(x)
+        x = spec.check_input(x, finite=True)
         y = metrics.check_targets(spec, loss, y, len(x))
-        if not isinstance(epochs, int) or epochs < 1:
-            raise SdkError(f"'epochs' must be a positive int (got {epochs!r})")
-        if not 0 <= validation_split < 1:
-            raise SdkError(f"'validation_split' must lie in [0, 1) (got {validation_split})")
+        for name, value, ok in (
+            ("epochs", epochs, _is_int(epochs) and epochs >= 1),
+            ("seed", seed, _is_int(seed) and seed >= 0),
+            ("batch_size", batch_size, batch_size is None or (_is_int(batch_size) and batch_size >= 1)),
+            ("validation_split", validation_split, _is_number(validation_split) and 0 <= validation_split < 1),
+        ):
+            if not ok:
+                raise SdkError(f"'{name}' must be {_RULES[name]} (got {value!r})")
         if validation_split:
             cut = len(x) - int(len(x) * validation_split)
             validation_data, x, y = (x[cut:], y[cut:]), x[:cut], y[:cut]
-        n = len(x)
-        if n == 0:
+        if len(x) == 0:
             raise SdkError("no training samples")
-        batch = n if batch_size is None else batch_size
-        if not isinstance(batch, int) or batch < 1:
-            raise SdkError(f"'batch_size' must be a positive int or None (got {batch_size!r})")
-        step = self.train_step(loss, optimizer)
-        rng = np.random.default_rng(seed)
-        starts = range(0, n, batch)
-        # shuffled samples are gathered a chunk of batches at a time (one copy, then views),
-        # which is cheaper than a gather per batch and bounds the extra memory to ~64 MiB
-        chunk = max(1, (64 * 2**20) // max(x[:1].nbytes * batch, 1)) * batch
-        history = History()
-        for epoch in range(epochs):
-            t0 = time.perf_counter()
-            order = rng.permutation(n) if shuffle else None
-            bar = Progress(len(starts), f"epoch {epoch + 1}/{epochs}") if progress else None
-            losses = []
-            for s in starts:
-                if order is not None and s % chunk == 0:
-                    idx = order[s : s + chunk]
-                    xc, yc = x[idx], y[idx]
-                xs, ys, at = (x, y, s) if order is None else (xc, yc, s % chunk)
-                xb, yb = xs[at : at + batch], ys[at : at + batch]
-                losses.append((step(xb, yb), len(xb)))
-                if bar:
-                    bar.update()
-            history.loss.append(sum(float(l) * k for l, k in losses) / n)
-            history.seconds.append(time.perf_counter() - t0)
-            suffix = f" loss {history.loss[-1]:.4f}"
-            if validation_data is not None:
-                result = self.evaluate(*validation_data, loss=loss)
-                history.val_loss.append(result["loss"])
-                suffix += f" val_loss {result['loss']:.4f}"
-                if "accuracy" in result:
-                    history.val_accuracy.append(result["accuracy"])
-                    suffix += f" val_acc {result['accuracy']:.4f}"
-            if bar:
-                bar.close(suffix)
-            if on_epoch:
-                on_epoch(epoch, history)
-        return history
+        batch = len(x) if batch_size is None else batch_size
+        check_fits(spec, self.device, min(batch, len(x)), self.dtype, "training")
+        key = (check_loss(loss), optimizer or Optimizer())
+        step = self.train_step(*key)
+        evaluate = None if validation_data is None else lambda: self.evaluate(*validation_data, loss=loss)
+        loop = Loop(self, step, x, y, batch, shuffle, seed, forget_step=lambda: self._forget_step(key))
+        return loop.run(epochs, evaluate, bool(progress), on_epoch)
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
         """Model outputs for ``x`` (logits for classifiers), in batches."""
         spec = self._need_model()
+        if not _is_int(batch_size) or batch_size < 1:
+            raise SdkError(f"'batch_size' must be a positive int (got {batch_size!r})")
         x = spec.check_input(x)
+        check_fits(spec, self.device, min(batch_size, max(len(x), 1)), self.dtype, "inference")
         if self._predict is None:
             self._predict = self.manager.make_predict(
                 PredictRequest(self.framework.name, self.model, spec, self.device)
@@ -265,15 +256,24 @@ class Stack:
 
     def load(self, path: str) -> Stack:
         """Load weights saved by any framework. Builds the file's spec if nothing is built
-        yet; otherwise the file must match the built model."""
-        weights, meta = load_weights(path)
-        if self.spec is None:
+        yet; otherwise the file must match the built model. The file's header (its tensor
+        names and shapes) is checked against the spec before anything is built or read."""
+        shapes, meta = read_header(path)
+        spec = self.spec
+        if spec is None:
             if "spec" not in meta:
                 raise WeightsError(f"'{path}' holds no model spec: build(spec) before load")
             try:
-                self.build(ModelSpec.from_json(meta["spec"]))
+                spec = ModelSpec.from_json(meta["spec"])
             except SpecError as exc:
                 raise WeightsError(f"'{path}' holds an invalid spec: {exc}") from None
+        try:
+            spec.check_shapes(shapes, what=f"weights in '{path}'")
+        except SpecError as exc:
+            raise WeightsError(str(exc)) from None
+        if self.spec is None:
+            self._build(spec, 0, self.dtype)
+        weights, _ = load_weights(path)
         self.set_weights(weights, what=f"weights in '{path}'")
         return self
 

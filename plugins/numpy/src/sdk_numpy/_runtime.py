@@ -19,9 +19,8 @@ class NumpyModel:
     def __init__(self, spec: ModelSpec, dtype: str = "float32", seed: int = 0) -> None:
         self.spec, self.dtype = spec, np.dtype(dtype)
         self.rng = np.random.default_rng(seed)
-        self.params: dict[str, np.ndarray] = {
-            k: v.astype(self.dtype) for k, v in spec.init_weights(seed, dtype).items()
-        }
+        # zeros until the core sets the canonical weights (initial or loaded): no second init
+        self.params: dict[str, np.ndarray] = {p.name: np.zeros(p.shape, self.dtype) for p in spec.layout()}
         self.ops = [make_op(i, layer, self.rng) for i, layer in enumerate(spec.layers)]
         self.ops[0].input_grad = False
         self.trainable = [p.name for p in spec.layout() if p.trainable]

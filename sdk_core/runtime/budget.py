@@ -1,0 +1,40 @@
+"""Memory checks before allocation: the demand of a spec is estimated from its shapes
+(:mod:`sdk_core.model.estimate`) and compared with the memory the device reports, so that a
+model or batch that cannot fit is refused with one clear line instead of a ``MemoryError``
+(or a swapping machine) after minutes."""
+
+from __future__ import annotations
+
+from ..errors import NotAvailableError
+from ..model.estimate import inference_bytes, training_bytes
+from ..model.spec import ModelSpec
+from ..plugins.records import DeviceInfo
+
+BYTES_PER_VALUE = {"float32": 4, "float64": 8}
+
+
+def _size(n: int) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n / 2**10:,.1f} KiB"
+
+
+def check_fits(spec: ModelSpec, device: DeviceInfo, batch_size: int, dtype: str, what: str) -> None:
+    """Raise :class:`NotAvailableError` when ``what`` ("the model", "training", "inference")
+    on ``batch_size`` samples needs more than the device's total memory. A device that does not
+    report its memory is not checked."""
+    if device.memory_total is None:
+        return
+    per_value = BYTES_PER_VALUE.get(dtype, 4)
+    if what == "inference":
+        need = inference_bytes(spec, batch_size, per_value)
+    else:
+        need = training_bytes(spec, batch_size, per_value)
+    if need > device.memory_total:
+        hint = "a smaller model" if what == "the model" else "a smaller batch size or model"
+        raise NotAvailableError(
+            f"{what} needs about {_size(need)} of memory at batch size {batch_size} "
+            f"({spec.param_count(trainable_only=False):,} parameters); {device.id} has {_size(device.memory_total)} "
+            f"in all: use {hint}"
+        )
