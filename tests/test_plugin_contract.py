@@ -5,10 +5,15 @@ and that everything else keeps working."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 import time
+
+import pytest
+
+import sdk_core
 
 GOOD = """
 from sdk_core import hookimpl, DeviceInfo, FrameworkInfo
@@ -84,6 +89,10 @@ def test_a_hanging_probe_costs_the_deadline_once_and_is_named(site, tmp_path):
     assert any("wedged" in p and "timed out after 1 s in sdk_probe_devices" in p for p in doctor["problems"])
 
 
+@pytest.mark.skipif(
+    "numpy" not in sdk_core.PluginManager().frameworks() or importlib.util.find_spec("sklearn") is None,
+    reason="trains with the sdk-numpy plugin on the digits (scikit-learn)",
+)
 def test_training_on_the_cpu_never_waits_for_accelerator_probes(site, tmp_path):
     site.add("sdk-wedged", "wedged", plugin(HANGING))
     mark = tmp_path / "probe-started"
