@@ -94,12 +94,20 @@ def predict(args: argparse.Namespace) -> int:
     return emit(args, data, "\n".join(text))
 
 
+def image_size(text: str) -> int:
+    """``--image-size``: a multiple of 8 from 8 to 256, checked before anything is built."""
+    size = counting(8)(text)
+    if size % 8 or size > 256:
+        raise argparse.ArgumentTypeError(f"'image_size' must be a multiple of 8 from 8 to 256 (got {size})")
+    return size
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``train`` and ``predict``."""
     p = add_command(sub, "train", train, "train a model on the digits data set")
     add_stack_options(p)
     p.add_argument("--model", default="lenet5", help="mlp, lenet5, gpt or a spec .json file")
-    p.add_argument("--image-size", type=counting(8), default=32, help="digits image size for lenet5 (8 to 256)")
+    p.add_argument("--image-size", type=image_size, default=32, help="digits image size for lenet5 (8 to 256)")
     p.add_argument("--epochs", type=counting(1), default=10)
     p.add_argument("--batch-size", type=counting(1), default=32)
     p.add_argument("--optimizer", default="adam")
