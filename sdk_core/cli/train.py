@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import SdkError
 from ..model.files import check_output
 from .common import add_command, add_stack_options, counting, digits_for, emit, stack_from
 
@@ -17,6 +18,8 @@ def train(args: argparse.Namespace) -> int:
     from ..model import zoo
     from ..model.optim import Optimizer
 
+    if args.resume and not args.checkpoint_dir:
+        raise SdkError("--resume needs --checkpoint-dir")
     if args.out:  # before any work: a bad output path must not cost a training run
         check_output(args.out, reads=[args.model] if Path(args.model).exists() else [], what="weights file")
     spec = zoo.resolve(args.model, args.image_size)
@@ -39,6 +42,10 @@ def train(args: argparse.Namespace) -> int:
         seed=args.seed,
         validation_data=(x_test, y_test),
         progress=not args.json,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
+        resume=args.resume,
     )
     result = stack.evaluate(x_test, y_test)
     if args.out:
@@ -114,6 +121,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--out", default=None, help="save the weights to this .safetensors file")
+    p.add_argument("--checkpoint-dir", default=None, help="write checkpoints (weights, optimizer state, position) here")
+    p.add_argument(
+        "--checkpoint-every",
+        type=counting(1),
+        default=None,
+        help="updates between checkpoints (default: at the end of each epoch)",
+    )
+    p.add_argument("--keep-checkpoints", type=counting(1), default=3, help="how many checkpoints to keep (default: 3)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir (any framework)"
+    )
     p = add_command(sub, "predict", predict, "run inference from a weights file")
     add_stack_options(p)
     p.add_argument("--weights", required=True, help="a .safetensors file saved by sdk")

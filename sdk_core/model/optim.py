@@ -199,3 +199,48 @@ def check_loss(loss: str) -> str:
     if loss not in LOSSES:
         raise SpecError(f"'loss' must be one of {', '.join(LOSSES)} (got {loss!r})")
     return loss
+
+
+# -- optimizer state in the canonical layout ---------------------------------------------------
+STATE_SLOTS = {
+    "sgd": ("momentum",),  # b (only with momentum > 0)
+    "adagrad": ("sum",),  # s
+    "rmsprop": ("square_avg",),  # v
+    "adam": ("exp_avg", "exp_avg_sq"),  # m, v
+    "adamw": ("exp_avg", "exp_avg_sq"),
+}
+
+
+def state_slots(optimizer: Optimizer) -> tuple[str, ...]:
+    """The state an optimizer keeps per trainable weight (none for plain sgd)."""
+    if optimizer.name == "sgd" and not optimizer.momentum:
+        return ()
+    return STATE_SLOTS[optimizer.name]
+
+
+@attrs.frozen(eq=False)
+class OptimizerState:
+    """An optimizer's state, the same in every framework: ``step`` updates done (the schedule's
+    position and Adam's bias correction follow from it) and, per slot of :data:`STATE_SLOTS`,
+    one array per trainable weight, named and shaped as the canonical weight it belongs to.
+    This is what lets a run checkpointed in one framework resume in another."""
+
+    step: int
+    slots: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+
+    def check(self, optimizer: Optimizer, shapes: dict[str, tuple[int, ...]], what: str = "optimizer state") -> None:
+        """Raise :class:`SpecError` unless the slots are ``optimizer``'s and every array has
+        the shape of its weight (``shapes``: the trainable weights' names and shapes)."""
+        if isinstance(self.step, bool) or not isinstance(self.step, int) or self.step < 0:
+            raise SpecError(f"{what}: 'step' must be an int >= 0 (got {self.step!r})")
+        if set(self.slots) != set(state_slots(optimizer)):
+            raise SpecError(
+                f"{what} holds slots {sorted(self.slots)}; {optimizer.name} keeps {sorted(state_slots(optimizer))}"
+            )
+        for slot, arrays in self.slots.items():
+            if set(arrays) != set(shapes):
+                missing = sorted(set(shapes) - set(arrays)) or sorted(set(arrays) - set(shapes))
+                raise SpecError(f"{what}: slot '{slot}' does not match the model's weights ({missing[:3]})")
+            for name, value in arrays.items():
+                if tuple(value.shape) != shapes[name]:
+                    raise SpecError(f"{what}: '{slot}' of '{name}' has shape {tuple(value.shape)}, not {shapes[name]}")

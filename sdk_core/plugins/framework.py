@@ -20,10 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 from . import discovery
 from .markers import hookimpl
-from .records import BuildRequest, FrameworkInfo, PredictRequest, StepRequest, WeightsRequest
+from .records import (
+    BuildRequest,
+    FrameworkInfo,
+    OptimizerStateRequest,
+    PredictRequest,
+    StepRequest,
+    WeightsRequest,
+)
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from ..model.optim import OptimizerState
 
 
 class FrameworkHooks:
@@ -115,3 +124,24 @@ class FrameworkHooks:
             return None
         request.model.set_weights(request.weights)
         return True
+
+    @hookimpl
+    def sdk_get_optimizer_state(self, request: OptimizerStateRequest) -> OptimizerState | None:
+        if request.framework != self.name:
+            return None
+        return _state_access(request.step, self.name).get_state()  # type: ignore[no-any-return]  # checked by the manager
+
+    @hookimpl
+    def sdk_set_optimizer_state(self, request: OptimizerStateRequest) -> bool | None:
+        if request.framework != self.name:
+            return None
+        _state_access(request.step, self.name).set_state(request.state)
+        return True
+
+
+def _state_access(step: Any, framework: str) -> Any:
+    if not (hasattr(step, "get_state") and hasattr(step, "set_state")):
+        raise NotImplementedError(
+            f"the {framework} training step has no get_state()/set_state(): it cannot checkpoint optimizer state"
+        )
+    return step

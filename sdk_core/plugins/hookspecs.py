@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pluggy
@@ -32,11 +32,15 @@ from .records import (
     DeviceInfo,
     FrameworkInfo,
     MemoryReading,
+    OptimizerStateRequest,
     PowerReading,
     PredictRequest,
     StepRequest,
     WeightsRequest,
 )
+
+if TYPE_CHECKING:
+    from ..model.optim import OptimizerState
 
 hookspec = pluggy.HookspecMarker("sdk_core")
 
@@ -122,6 +126,33 @@ def sdk_set_weights(request: WeightsRequest) -> bool | None:
     """Write canonical weights (already checked against the layout) into the model in place.
 
     :param request: framework, model, spec and ``weights`` (name -> numpy array).
+    :return: ``True`` when done, or ``None`` if ``request.framework`` is not yours.
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_get_optimizer_state(request: OptimizerStateRequest) -> OptimizerState | None:
+    """Read the state of the optimizer inside ``request.step`` in the canonical layout.
+
+    Slots and their names are :data:`sdk_core.model.optim.STATE_SLOTS`; each holds one numpy
+    array per trainable weight, named and shaped (axis order included) as the canonical
+    weight. ``step`` is the number of updates done. Used for checkpoints that resume in any
+    framework; a plugin without it cannot checkpoint (the core says so).
+
+    :param request: framework, model, spec, optimizer and the step callable.
+    :return: an :class:`OptimizerState`, or ``None`` if ``request.framework`` is not yours.
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_set_optimizer_state(request: OptimizerStateRequest) -> bool | None:
+    """Make the optimizer inside ``request.step`` continue from ``request.state`` (already
+    checked against the optimizer's slots and the weights' shapes): the next update is the one
+    numbered ``state.step``, with the schedule and bias corrections that go with it.
+
+    :param request: framework, model, spec, optimizer, the step callable and the state.
     :return: ``True`` when done, or ``None`` if ``request.framework`` is not yours.
     firstresult.
     """

@@ -21,7 +21,7 @@ import functools
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import numpy as np
@@ -36,11 +36,15 @@ from .records import (
     DeviceInfo,
     FrameworkInfo,
     MemoryReading,
+    OptimizerStateRequest,
     PowerReading,
     PredictRequest,
     StepRequest,
     WeightsRequest,
 )
+
+if TYPE_CHECKING:
+    from ..model.optim import OptimizerState
 
 GROUP = "sdk_core"
 BUILTIN = "sdk-core (built-in)"
@@ -398,6 +402,22 @@ class PluginManager:
 
     def set_weights(self, request: WeightsRequest) -> None:
         self._dispatch(self._pm.hook.sdk_set_weights, request.framework, request=request)
+
+    def get_optimizer_state(self, request: OptimizerStateRequest) -> OptimizerState:
+        """The optimizer state of a training step, in the canonical layout."""
+        from ..model.optim import OptimizerState  # not at import: discovery stays light
+
+        state = self._dispatch(self._pm.hook.sdk_get_optimizer_state, request.framework, request=request)
+        if not isinstance(state, OptimizerState):
+            raise PluginError(
+                self.frameworks()[request.framework].plugin,
+                "sdk_get_optimizer_state",
+                f"returned {type(state).__name__}, not OptimizerState",
+            )
+        return state
+
+    def set_optimizer_state(self, request: OptimizerStateRequest) -> None:
+        self._dispatch(self._pm.hook.sdk_set_optimizer_state, request.framework, request=request)
 
     # -- readings: the device's own plugin first, then any other that answers ------------------
     def _read(self, caller: pluggy.HookCaller, device: DeviceInfo, kind: type[T]) -> T | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:  # at run time only the names are needed: discovery stays light
-    from ..model.optim import Optimizer
+    from ..model.optim import Optimizer, OptimizerState
     from ..model.spec import ModelSpec
 
 DTYPES = ("float32", "float64")
@@ -240,3 +240,16 @@ class WeightsRequest:
     model: Any
     spec: ModelSpec
     weights: Mapping[str, Any] | None = None
+
+
+@attrs.frozen
+class OptimizerStateRequest:
+    """Read (``state`` is None) or write the optimizer state of ``step``, a training step the
+    same plugin made for ``model`` with ``optimizer`` (see :class:`OptimizerState`)."""
+
+    framework: str
+    model: Any
+    spec: ModelSpec
+    optimizer: Optimizer
+    step: Any
+    state: OptimizerState | None = None

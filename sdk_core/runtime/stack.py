@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -12,13 +13,22 @@ import numpy as np
 from ..errors import NotAvailableError, SdkError, SpecError, WeightsError
 from ..model import metrics
 from ..model.data import make_batch
-from ..model.optim import Optimizer, check_loss
+from ..model.optim import Optimizer, OptimizerState, check_loss
 from ..model.spec import ModelSpec
 from ..model.weights import load_weights, read_header, read_metadata, save_weights
 from ..plugins.manager import PluginManager, get_manager
-from ..plugins.records import BuildRequest, DeviceInfo, FrameworkInfo, PredictRequest, StepRequest, WeightsRequest
+from ..plugins.records import (
+    BuildRequest,
+    DeviceInfo,
+    FrameworkInfo,
+    OptimizerStateRequest,
+    PredictRequest,
+    StepRequest,
+    WeightsRequest,
+)
 from . import select
 from .budget import check_fits
+from .checkpoint import Checkpoints, Position, Run
 from .training import History, Loop
 
 _RULES = {
@@ -188,10 +198,22 @@ class Stack:
         validation_split: float = 0.0,
         progress: bool | None = False,
         on_epoch: Callable[[int, History], None] | None = None,
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int | None = None,
+        keep_checkpoints: int = 3,
+        resume: bool = False,
     ) -> History:
         """Train for ``epochs``; ``batch_size=None`` is full-batch gradient descent.
 
-        The last partial batch is used. Returns the per-epoch :class:`History`.
+        The last partial batch is used. Returns the per-epoch :class:`History`. At the first
+        NaN or infinite loss training stops with :class:`TrainingDiverged`, and the model keeps
+        its last finite weights.
+
+        With ``checkpoint_dir``, a checkpoint (weights, optimizer state, position, shuffling
+        RNG) is written atomically every ``checkpoint_every`` updates, or at the end of each
+        epoch, and the newest ``keep_checkpoints`` are kept (:mod:`sdk_core.runtime.checkpoint`).
+        ``resume=True`` continues from the newest checkpoint there, in any framework, up to
+        ``epochs`` in all; the loss curve is that of an uninterrupted run.
         """
         spec = self._need_model()
         x = spec.check_input(x, finite=True)
@@ -212,10 +234,52 @@ class Stack:
         batch = len(x) if batch_size is None else batch_size
         check_fits(spec, self.device, min(batch, len(x)), self.dtype, "training")
         key = (check_loss(loss), optimizer or Optimizer())
+        if resume and checkpoint_dir is None:
+            raise SdkError("'resume' needs a 'checkpoint_dir' to resume from")
+        checkpoints = (
+            None if checkpoint_dir is None else Checkpoints(checkpoint_dir, checkpoint_every, keep_checkpoints)
+        )
+        run = Run(spec.to_json(), json.loads(json.dumps(key[1].to_dict())), key[0], len(x), batch)
+        found = checkpoints.load(run, key[1]) if checkpoints is not None and resume else None
         step = self.train_step(*key)
+        if found is not None:
+            weights, state, _ = found
+            self.set_weights(weights, what="checkpoint weights")
+            self.set_optimizer_state(state, *key)
         evaluate = None if validation_data is None else lambda: self.evaluate(*validation_data, loss=loss)
         loop = Loop(self, step, x, y, batch, shuffle, seed, forget_step=lambda: self._forget_step(key))
-        return loop.run(epochs, evaluate, bool(progress), on_epoch)
+        if checkpoints is not None:
+            loop.every = checkpoint_every
+            loop.checkpoint = lambda position: self._checkpoint(checkpoints, run, key, position)
+        return loop.run(epochs, evaluate, bool(progress), on_epoch, None if found is None else found[2])
+
+    def _checkpoint(self, checkpoints: Checkpoints, run: Run, key: tuple[str, Optimizer], position: Position) -> None:
+        checkpoints.save(self.get_weights(), self.optimizer_state(*key), run, position, self.framework.name)
+
+    # -- optimizer state ----------------------------------------------------------------------
+    def optimizer_state(self, loss: str = "cross_entropy", optimizer: Optimizer | None = None) -> OptimizerState:
+        """The state of the optimizer of the training step for ``loss`` and ``optimizer``, in
+        the canonical layout every framework reads."""
+        spec = self._need_model()
+        optimizer = optimizer or Optimizer()
+        step = self.train_step(loss, optimizer)
+        return self.manager.get_optimizer_state(
+            OptimizerStateRequest(self.framework.name, self.model, spec, optimizer, step)
+        )
+
+    def set_optimizer_state(
+        self, state: OptimizerState, loss: str = "cross_entropy", optimizer: Optimizer | None = None
+    ) -> None:
+        """Make the training step for ``loss`` and ``optimizer`` continue from ``state``
+        (possibly read from another framework)."""
+        spec = self._need_model()
+        optimizer = optimizer or Optimizer()
+        shapes = {p.name: p.shape for p in spec.layout() if p.trainable}
+        state.check(optimizer, shapes)
+        step = self.train_step(loss, optimizer)
+        self.manager.set_optimizer_state(
+            OptimizerStateRequest(self.framework.name, self.model, spec, optimizer, step, state)
+        )
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:

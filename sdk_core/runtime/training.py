@@ -15,16 +15,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 import numpy as np
 
 from ..errors import SdkError
+from .checkpoint import Position
 from .console import Progress
-
-if TYPE_CHECKING:
-    from .stack import Stack
 
 CHECK_EVERY = 16
 CHUNK_BYTES = 64 * 2**20
@@ -51,11 +49,19 @@ def _finite(weights: dict[str, np.ndarray]) -> bool:
     return all(np.isfinite(w).all() for w in weights.values() if w.dtype.kind == "f")
 
 
+class Trainable(Protocol):
+    """What the loop needs of a :class:`~sdk_core.runtime.stack.Stack`."""
+
+    def get_weights(self) -> dict[str, np.ndarray]: ...
+
+    def set_weights(self, weights: dict[str, np.ndarray], what: str = ...) -> None: ...
+
+
 @attrs.define
 class Loop:
     """One call of ``fit``: the data, the step and the settings, run epoch by epoch."""
 
-    stack: Stack
+    stack: Trainable
     step: Callable[[np.ndarray, np.ndarray], Any]
     x: np.ndarray
     y: np.ndarray
@@ -63,6 +69,8 @@ class Loop:
     shuffle: bool
     seed: int
     forget_step: Callable[[], None]
+    checkpoint: Callable[[Position], None] | None = None
+    every: int | None = None
 
     def run(
         self,
@@ -70,32 +78,45 @@ class Loop:
         evaluate: Callable[[], dict[str, float]] | None,
         progress: bool,
         on_epoch: Callable[[int, History], None] | None,
+        resume: Position | None = None,
     ) -> History:
         n, batch = len(self.x), self.batch
         rng = np.random.default_rng(self.seed)
         starts = range(0, n, batch)
         chunk = max(1, CHUNK_BYTES // max(self.x[:1].nbytes * batch, 1)) * batch
-        history = History()
+        history, first_epoch, done = History(), 0, 0
+        if resume is not None:
+            history, first_epoch, done = History(**resume.history), resume.epoch, resume.step
         previous: dict[str, np.ndarray] | None = None
-        for epoch in range(epochs):
+        for epoch in range(first_epoch, epochs):
             t0 = time.perf_counter()
             snapshot = self.stack.get_weights()
             if not _finite(snapshot):  # the last update of the previous epoch diverged
                 self._diverged(previous, epoch - 1, len(starts), len(starts), "the weights it left are not finite")
+            first, losses = 0, []
+            if resume is not None and epoch == resume.epoch:  # replay this epoch's shuffle, skip what was done
+                rng.bit_generator.state = resume.rng
+                first, losses = resume.batch, [resume.loss_sum]
+            epoch_rng = dict(rng.bit_generator.state)
             order = rng.permutation(n) if self.shuffle else None
             bar = Progress(len(starts), f"epoch {epoch + 1}/{epochs}") if progress else None
-            losses: list[float] = []
             pending: list[tuple[Any, int]] = []
-            for i, s in enumerate(starts):
-                if order is not None and s % chunk == 0:
-                    idx = order[s : s + chunk]
+            read = first
+            for i in range(first, len(starts)):
+                s = starts[i]
+                if order is not None and (s % chunk == 0 or i == first):
+                    idx = order[s - s % chunk : s - s % chunk + chunk]
                     xc, yc = self.x[idx], self.y[idx]
                 xs, ys, at = (self.x, self.y, s) if order is None else (xc, yc, s % chunk)
                 xb, yb = xs[at : at + batch], ys[at : at + batch]
                 pending.append((self.step(xb, yb), len(xb)))
-                if len(pending) == CHECK_EVERY or i == len(starts) - 1:
-                    self._read(pending, losses, snapshot, epoch, len(starts))
-                    pending = []
+                done += 1
+                save = self.checkpoint is not None and (done % self.every == 0 if self.every else i == len(starts) - 1)
+                if len(pending) == CHECK_EVERY or i == len(starts) - 1 or save:
+                    self._read(pending, losses, snapshot, epoch, read, len(starts))
+                    read, pending = i + 1, []
+                if save and self.checkpoint is not None:
+                    self.checkpoint(Position(epoch, i + 1, done, epoch_rng, sum(losses), history.to_dict()))
                 if bar:
                     bar.update()
             history.loss.append(sum(losses) / n)
@@ -121,10 +142,10 @@ class Loop:
         losses: list[float],
         snapshot: dict[str, np.ndarray],
         epoch: int,
+        first: int,
         steps: int,
     ) -> None:
         """Read the pending losses back (weighted by batch size); stop at a non-finite one."""
-        first = len(losses)
         for j, (value, k) in enumerate(pending):
             loss = float(value)
             if not math.isfinite(loss):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from typing import ClassVar
@@ -135,6 +136,58 @@ class ConformanceSuite:
             x, y = inputs(STEP_SPEC, seed=10 + i), targets(STEP_SPEC, step_case.loss, seed=20 + i)
             assert float(step(x, y)) == pytest.approx(float(ref_step(x, y)), rel=self.step_rtol, abs=self.step_atol)
             self._assert_weights_close(stack.get_weights(), ref.get_weights(), f"{case} after step {i + 1}")
+
+    @pytest.mark.parametrize("case", STEP_CASES)
+    def test_optimizer_state_is_canonical(self, case):
+        """After two steps the optimizer state, in the canonical layout, equals the
+        reference's; the reference's state put into a fresh step gives the same third step."""
+        step_case = STEP_CASES[case]
+        self._needs(step_case.features | {"layer:dense", "layer:tanh"})
+        opt, loss = step_case.optimizer, step_case.loss
+        weights = random_weights(STEP_SPEC)
+        stack, ref = self._stack(STEP_SPEC, weights), self._reference(STEP_SPEC, weights)
+        step, ref_step = stack.train_step(loss, opt), ref.train_step(loss, opt)
+        for i in range(2):
+            x, y = inputs(STEP_SPEC, seed=10 + i), targets(STEP_SPEC, loss, seed=20 + i)
+            float(step(x, y)), float(ref_step(x, y))
+        mine, theirs = stack.optimizer_state(loss, opt), ref.optimizer_state(loss, opt)
+        assert mine.step == theirs.step == 2
+        assert sorted(mine.slots) == sorted(theirs.slots)
+        for slot, arrays in theirs.slots.items():
+            self._assert_weights_close(mine.slots[slot], arrays, f"{case}: optimizer slot '{slot}'")
+        fresh = self._stack(STEP_SPEC, ref.get_weights())
+        fresh.set_optimizer_state(theirs, loss, opt)
+        x, y = inputs(STEP_SPEC, seed=12), targets(STEP_SPEC, loss, seed=22)
+        got = float(fresh.train_step(loss, opt)(x, y))
+        assert got == pytest.approx(float(ref_step(x, y)), rel=self.step_rtol, abs=self.step_atol)
+        self._assert_weights_close(fresh.get_weights(), ref.get_weights(), f"{case}: the step after set_state")
+
+    def test_interrupted_training_resumes_with_the_same_losses(self, tmp_path):
+        """A run stopped mid-epoch resumes from its checkpoint, here and in the reference
+        framework, with the loss curve of an uninterrupted run."""
+        self._needs({"layer:dense", "layer:relu", "optimizer:adam", "schedule:cosine", "loss:cross_entropy"})
+        spec = sdk_core.zoo.mlp(input_dim=12, hidden=(16,), classes=3)
+        rng = np.random.default_rng(7)
+        x, y = rng.standard_normal((100, 12)).astype(np.float32), rng.integers(0, 3, 100)
+        opt = sdk_core.Optimizer("adam", lr=0.02, schedule=sdk_core.Schedule("cosine", warmup_steps=3, total_steps=28))
+        settings = {"epochs": 4, "batch_size": 16, "optimizer": opt, "seed": 3}
+        full = self._stack(spec).fit(x, y, **settings).loss
+
+        class Stop(Exception):
+            pass
+
+        def stop(epoch, history):
+            if epoch == 1:
+                raise Stop
+
+        here, there = tmp_path / "here", tmp_path / "there"
+        with pytest.raises(Stop):
+            self._stack(spec).fit(x, y, **settings, checkpoint_dir=str(here), checkpoint_every=5, on_epoch=stop)
+        shutil.copytree(here, there)
+        resumed = self._stack(spec).fit(x, y, **settings, checkpoint_dir=str(here), checkpoint_every=5, resume=True)
+        np.testing.assert_allclose(resumed.loss, full, rtol=0, atol=1e-6, err_msg="resumed here")
+        elsewhere = Stack(REFERENCE).build(spec).fit(x, y, **settings, checkpoint_dir=str(there), resume=True)
+        np.testing.assert_allclose(elsewhere.loss, full, rtol=self.step_rtol, atol=1e-4, err_msg="resumed in numpy")
 
     def test_float64(self):
         self._needs({"dtype:float64", "layer:dense", "layer:tanh"})

@@ -11,9 +11,10 @@ import numpy as np
 import optax
 
 from sdk_core import BuildRequest, DeviceInfo, StepRequest
+from sdk_core.model.optim import OptimizerState
 
 from ._layers import model_fn
-from ._optim import make_optimizer
+from ._optim import get_state, make_optimizer, set_state
 
 PLATFORMS = {"cpu": "cpu", "cuda": "gpu", "tpu": "tpu"}
 
@@ -60,7 +61,7 @@ def _has_dropout(spec) -> bool:
     return any(getattr(l, "rate", 0) or getattr(l, "dropout", 0) for l in spec.layers)
 
 
-def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], jax.Array]:
+def train_step(request: StepRequest) -> Step:
     """One jit-compiled update. Batches go to jit as numpy arrays: jit moves them to the device
     the weights live on, which is cheaper than an explicit ``device_put`` per batch. The PRNG
     key is threaded through the step only when the spec has dropout."""
@@ -98,7 +99,28 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], jax.A
             model.params, model.state, opt_state[0], loss = update(model.params, model.state, opt_state[0], x, y)
             return loss
 
-    return step
+    return Step(step, opt_state, request.optimizer, model.device)
+
+
+class Step:
+    """``step(x, y) -> loss`` (the jit-compiled update); ``get_state`` / ``set_state`` read
+    and replace the optax state in the canonical layout, for checkpoints."""
+
+    def __init__(self, run: Callable[[np.ndarray, np.ndarray], jax.Array], opt_state: list, optimizer, device) -> None:
+        self.run, self.opt_state, self.optimizer, self.device = run, opt_state, optimizer, device
+        self.count = 0  # updates done: not every optax state counts them (sgd, adagrad)
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> jax.Array:
+        self.count += 1
+        return self.run(x, y)
+
+    def get_state(self) -> OptimizerState:
+        state = get_state(self.opt_state[0], self.optimizer)
+        return OptimizerState(self.count, state.slots)
+
+    def set_state(self, state: OptimizerState) -> None:
+        self.opt_state[0] = set_state(self.opt_state[0], state, self.optimizer, self.device)
+        self.count = state.step
 
 
 def predict(model: JaxModel) -> Callable[[np.ndarray], np.ndarray]:

@@ -25,10 +25,18 @@ def native_sgd(o: Optimizer, params: list[Parameter]) -> nn.SGD | None:
     return None
 
 
-def core_rule(o: Optimizer, params: list[Parameter]) -> Callable:
-    """``apply(grads, lr, bc1, bc2)``: one update of ``params`` in place, to be called inside
-    the jit-compiled step. ``lr`` is the step's learning rate, ``bc1`` and ``bc2`` Adam's bias
-    corrections ``1 - beta ** (t + 1)``. The optimizer state lives in Parameters beside it."""
+def canonical_slot(mine: str, o: Optimizer) -> str:
+    """This module's slot name as the canonical one (sdk_core.model.optim.STATE_SLOTS)."""
+    if mine == "v":
+        return "square_avg" if o.name == "rmsprop" else "exp_avg_sq"
+    return {"buf": "momentum", "sum": "sum", "m": "exp_avg"}[mine]
+
+
+def core_rule(o: Optimizer, params: list[Parameter]) -> tuple[Callable, dict[str, list[Parameter]]]:
+    """``(apply, slots)``: ``apply(grads, lr, bc1, bc2)`` is one update of ``params`` in place,
+    to be called inside the jit-compiled step (``lr`` is the step's learning rate, ``bc1`` and
+    ``bc2`` Adam's bias corrections ``1 - beta ** (t + 1)``); ``slots`` are the Parameters
+    holding the optimizer state, one list per slot aligned with ``params``."""
     names = SLOTS[o.name] if o.name != "sgd" or o.momentum else ()
     slots = {
         n: [Parameter(ops.zeros_like(p), name=f"{n}.{p.name}", requires_grad=False) for p in params] for n in names
@@ -58,4 +66,4 @@ def core_rule(o: Optimizer, params: list[Parameter]) -> Callable:
                 ops.assign(v, o.beta2 * v + (1 - o.beta2) * g * g)
                 ops.assign(p, p - lr * (m / bc1) / (ops.sqrt(v / bc2) + o.eps))
 
-    return apply
+    return apply, slots

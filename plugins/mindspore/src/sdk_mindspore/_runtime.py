@@ -15,10 +15,11 @@ import numpy as np
 from mindspore import Tensor, ops
 
 from sdk_core import BuildRequest, DeviceInfo, StepRequest
+from sdk_core.model.optim import OptimizerState
 
 from ._layers import build as build_cells
 from ._layers import canonical_names
-from ._optim import core_rule, native_sgd
+from ._optim import canonical_slot, core_rule, native_sgd
 
 TARGETS = {"cpu": "CPU", "cuda": "GPU", "npu": "Ascend"}
 _target: list[str] = []
@@ -85,7 +86,7 @@ def mse(out, y):
     return ((out - y) ** 2).mean()
 
 
-def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], Tensor]:
+def train_step(request: StepRequest) -> Step:
     model: MsModel = request.model
     net, o = model.net, request.optimizer
     params = net.trainable_params()
@@ -96,9 +97,7 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], Tenso
 
     grad_fn = ms.value_and_grad(forward, None, params)
     native = native_sgd(o, params)
-    apply_rule = core_rule(o, params) if native is None else None
-
-    y_dtype = np.int32 if request.loss == "cross_entropy" else np.float32
+    step = Step(model, request, params, native)
 
     if native is not None:  # MindSpore's SGD: the graph takes the batch only
 
@@ -108,12 +107,10 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], Tenso
             native(grads)
             return loss
 
-        def step_native(x: np.ndarray, y: np.ndarray) -> Tensor:
-            if not net.training:
-                net.set_train(True)
-            return update_native(model.tensor(x), Tensor(np.ascontiguousarray(y, y_dtype)))
+        step.run = lambda x, y, scalars: update_native(x, y)
+        return step
 
-        return step_native
+    apply_rule, step.slots = core_rule(o, params)
 
     @ms.jit
     def update(x, y, scalars):
@@ -121,25 +118,62 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], Tenso
         apply_rule(grads, scalars[0], scalars[1], scalars[2])
         return loss
 
-    count = [0]
-    # learning rate and Adam's bias corrections, one small tensor per step; the same tensor
-    # every step when none of them changes
-    varying = not o.schedule.is_constant or o.name in ("adam", "adamw")
-    fixed = Tensor(np.array([o.lr, 1.0, 1.0], np.float32))
+    step.run = update
+    return step
 
-    def step(x: np.ndarray, y: np.ndarray) -> Tensor:
-        t = count[0]
-        count[0] += 1
-        if not net.training:
-            net.set_train(True)
+
+class Step:
+    """``step(x, y) -> loss``: the jit-compiled update, fed the step's learning rate and Adam's
+    bias corrections; ``get_state`` / ``set_state`` for checkpoints."""
+
+    def __init__(self, model: MsModel, request: StepRequest, params: list, native) -> None:
+        self.model, self.o, self.native = model, request.optimizer, native
+        self.run: Callable[..., Tensor] | None = None
+        self.slots: dict[str, list] = {}
+        self.count = 0
+        self.y_dtype = np.int32 if request.loss == "cross_entropy" else np.float32
+        # learning rate and Adam's bias corrections, one small tensor per step; the same tensor
+        # every step when none of them changes
+        self.varying = not self.o.schedule.is_constant or self.o.name in ("adam", "adamw")
+        self.fixed = Tensor(np.array([self.o.lr, 1.0, 1.0], np.float32))
+        index = {id(p): i for i, p in enumerate(params)}
+        trainable = {p.name for p in model.spec.layout() if p.trainable}
+        self.where = {n: (index[id(p)], t) for n, (p, t) in model.params.items() if n in trainable}
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> Tensor:
+        t, o = self.count, self.o
+        self.count += 1
+        if not self.model.net.training:
+            self.model.net.set_train(True)
         scalars = (
-            fixed
-            if not varying
+            self.fixed
+            if not self.varying
             else Tensor(np.array([o.lr_at(t), 1 - o.beta1 ** (t + 1), 1 - o.beta2 ** (t + 1)], np.float32))
         )
-        return update(model.tensor(x), Tensor(np.ascontiguousarray(y, y_dtype)), scalars)
+        assert self.run is not None
+        return self.run(self.model.tensor(x), Tensor(np.ascontiguousarray(y, self.y_dtype)), scalars)
 
-    return step
+    def _slot_parameters(self) -> dict[str, list]:
+        if self.native is not None:
+            return {"momentum": list(self.native.accum)} if self.o.momentum else {}
+        return {canonical_slot(mine, self.o): values for mine, values in self.slots.items()}
+
+    def get_state(self) -> OptimizerState:
+        slots = {
+            slot: {n: (values[i].asnumpy().T if t else values[i].asnumpy()).copy() for n, (i, t) in self.where.items()}
+            for slot, values in self._slot_parameters().items()
+        }
+        return OptimizerState(self.count, slots)
+
+    def set_state(self, state: OptimizerState) -> None:
+        for slot, values in self._slot_parameters().items():
+            for n, (i, t) in self.where.items():
+                value = state.slots[slot][n]
+                values[i].set_data(Tensor(np.ascontiguousarray(value.T if t else value, np.float32)))
+        if self.native is not None and self.o.momentum:  # MindSpore's SGD flags its first step in `stat`
+            for flag in self.native.stat:
+                flag.set_data(Tensor(np.full(flag.shape, 0.0 if state.step else 1.0, np.float32)))
+        self.count = state.step
 
 
 def predict(model: MsModel) -> Callable[[np.ndarray], np.ndarray]:

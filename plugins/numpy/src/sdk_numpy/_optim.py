@@ -7,6 +7,16 @@ import functools
 import numpy as np
 
 from sdk_core import Optimizer
+from sdk_core.model.optim import OptimizerState, state_slots
+
+# this module's slot names -> the canonical ones (sdk_core.model.optim.STATE_SLOTS)
+CANONICAL = {
+    "sgd": {"buf": "momentum"},
+    "adagrad": {"sum": "sum"},
+    "rmsprop": {"v": "square_avg"},
+    "adam": {"m": "exp_avg", "v": "exp_avg_sq"},
+    "adamw": {"m": "exp_avg", "v": "exp_avg_sq"},
+}
 
 
 class Updater:
@@ -15,6 +25,21 @@ class Updater:
     def __init__(self, optimizer: Optimizer, trainable: list[str]) -> None:
         self.opt, self.names, self.t = optimizer, trainable, 0
         self.state: dict[str, dict[str, np.ndarray]] = {n: {} for n in trainable}
+
+    def get_state(self, params: dict[str, np.ndarray]) -> OptimizerState:
+        """The state in the canonical layout (slots not created yet read as zeros)."""
+        slots = {
+            canonical: {n: self.state[n].get(mine, np.zeros_like(params[n])).copy() for n in self.names}
+            for mine, canonical in CANONICAL[self.opt.name].items()
+            if canonical in state_slots(self.opt)
+        }
+        return OptimizerState(self.t, slots)
+
+    def set_state(self, state: OptimizerState) -> None:
+        self.t = state.step
+        for mine, canonical in CANONICAL[self.opt.name].items():
+            for n, value in state.slots.get(canonical, {}).items():
+                self.state[n][mine] = np.array(value, copy=True)
 
     def __call__(self, params: dict, grads: dict) -> None:
         o, t = self.opt, self.t

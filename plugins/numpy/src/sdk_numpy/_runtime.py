@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from sdk_core import BuildRequest, ModelSpec, Optimizer, StepRequest
+from sdk_core.model.optim import OptimizerState
 
 from ._layers import LOSSES, make_op
 from ._optim import Updater
@@ -53,22 +54,33 @@ class NumpyModel:
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         self.params.update({k: np.array(v, dtype=self.dtype) for k, v in weights.items()})
 
-    def train_step(self, loss: str, optimizer: Optimizer) -> Callable[[Any, Any], float]:
-        update = Updater(optimizer, self.trainable)
+    def train_step(self, loss: str, optimizer: Optimizer) -> Step:
+        return Step(self, loss, Updater(optimizer, self.trainable))
 
-        def step(x: Any, y: Any) -> float:
-            value, grads = self.loss_and_grads(x, y, loss)
-            update(self.params, grads)
-            return value
 
-        return step
+class Step:
+    """``step(x, y) -> loss``: one update; ``get_state`` / ``set_state`` for checkpoints."""
+
+    def __init__(self, model: NumpyModel, loss: str, updater: Updater) -> None:
+        self.model, self.loss, self.updater = model, loss, updater
+
+    def __call__(self, x: Any, y: Any) -> float:
+        value, grads = self.model.loss_and_grads(x, y, self.loss)
+        self.updater(self.model.params, grads)
+        return value
+
+    def get_state(self) -> OptimizerState:
+        return self.updater.get_state(self.model.params)
+
+    def set_state(self, state: OptimizerState) -> None:
+        self.updater.set_state(state)
 
 
 def build(request: BuildRequest) -> NumpyModel:
     return NumpyModel(request.spec, request.dtype, request.seed)
 
 
-def train_step(request: StepRequest) -> Callable[[Any, Any], float]:
+def train_step(request: StepRequest) -> Step:
     return request.model.train_step(request.loss, request.optimizer)
 
 

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+
 from sdk_core import Optimizer
+from sdk_core.model.optim import OptimizerState
 
 from ._framework import keras, tf
 
@@ -100,3 +103,43 @@ def make_optimizer(rule: Optimizer, dtype: str) -> keras.optimizers.Optimizer:
         lr = rule.lr if rule.schedule.is_constant else CoreSchedule(rule)
         return keras.optimizers.SGD(lr, momentum=rule.momentum, nesterov=rule.nesterov)
     return CoreOptimizer(rule)
+
+
+CANONICAL = {"buf": "momentum", "sum": "sum", "v": "square_avg", "m": "exp_avg"}
+
+
+def _canonical_slot(mine: str, rule: Optimizer) -> str:
+    return "exp_avg_sq" if mine == "v" and rule.name in ("adam", "adamw") else CANONICAL[mine]
+
+
+def _slot_variables(native, rule: Optimizer) -> dict[str, list]:
+    """The optimizer's per-weight variables by canonical slot (Keras SGD keeps a velocity)."""
+    if isinstance(native, CoreOptimizer):
+        return {_canonical_slot(mine, rule): variables for mine, variables in native.slots.items()}
+    return {"momentum": list(native.momentums)} if rule.momentum else {}
+
+
+def get_state(native, rule: Optimizer, params: dict) -> OptimizerState:
+    """The Keras optimizer's state in the canonical layout (``params``: canonical name ->
+    (variable, (to native, to canonical) axis permutations))."""
+    slots: dict[str, dict[str, np.ndarray]] = {}
+    for slot, variables in _slot_variables(native, rule).items():
+        slots[slot] = {}
+        for name, (var, perm) in params.items():
+            value = variables[native._get_variable_index(var)].numpy()
+            if not isinstance(native, CoreOptimizer):  # Keras' velocity is -lr times the core's buffer
+                value = value / -rule.lr
+            slots[slot][name] = value.transpose(perm[1]).copy() if perm else value.copy()
+    return OptimizerState(int(native.iterations.numpy()), slots)
+
+
+def set_state(native, rule: Optimizer, params: dict, state: OptimizerState) -> None:
+    """Write canonical optimizer state into the Keras optimizer's variables."""
+    for slot, variables in _slot_variables(native, rule).items():
+        for name, (var, perm) in params.items():
+            value = state.slots[slot][name]
+            value = value.transpose(perm[0]) if perm else value
+            if not isinstance(native, CoreOptimizer):
+                value = value * -rule.lr
+            variables[native._get_variable_index(var)].assign(value)
+    native.iterations.assign(state.step)

@@ -7,10 +7,11 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from sdk_core import BuildRequest, DeviceInfo, NotAvailableError, StepRequest
+from sdk_core.model.optim import OptimizerState
 
 from ._framework import tf
 from ._layers import SpecModel, variables
-from ._optim import make_optimizer
+from ._optim import get_state, make_optimizer, set_state
 
 KINDS = {"cpu": "CPU", "cuda": "GPU", "tpu": "TPU"}
 
@@ -80,7 +81,7 @@ def loss_fn(name: str):
     return lambda out, y: tf.reduce_mean(tf.square(out - y))
 
 
-def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
+def train_step(request: StepRequest) -> Step:
     model: TfModel = request.model
     module, loss_of = model.module, loss_fn(request.loss)
     weights = module.trainable_variables
@@ -105,7 +106,26 @@ def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], tf.Te
     def step(x: np.ndarray, y: np.ndarray) -> tf.Tensor:
         return update(np.asarray(x, x_np), np.asarray(y, y_np))
 
-    return step
+    return Step(step, model, optimizer, request.optimizer)
+
+
+class Step:
+    """``step(x, y) -> loss`` (the tf.function update); ``get_state`` / ``set_state`` read
+    and write the Keras optimizer's variables in the canonical layout, for checkpoints."""
+
+    def __init__(self, run: Callable[[np.ndarray, np.ndarray], tf.Tensor], model: TfModel, native, rule) -> None:
+        self.run, self.model, self.native, self.rule = run, model, native, rule
+        trainable = {p.name for p in model.spec.layout() if p.trainable}
+        self.params = {name: pair for name, pair in model.vars.items() if name in trainable}
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> tf.Tensor:
+        return self.run(x, y)
+
+    def get_state(self) -> OptimizerState:
+        return get_state(self.native, self.rule, self.params)
+
+    def set_state(self, state: OptimizerState) -> None:
+        set_state(self.native, self.rule, self.params, state)
 
 
 def predict(model: TfModel) -> Callable[[np.ndarray], np.ndarray]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from sdk_core import Optimizer
+from sdk_core.model.optim import OptimizerState, state_slots
 
 
 def make_optimizer(opt: Optimizer, params) -> tuple[torch.optim.Optimizer, Any]:
@@ -27,3 +29,65 @@ def make_optimizer(opt: Optimizer, params) -> tuple[torch.optim.Optimizer, Any]:
     if not opt.schedule.is_constant:
         schedule = torch.optim.lr_scheduler.LambdaLR(native, lambda t: opt.lr_at(t) / opt.lr)
     return native, schedule
+
+
+# torch.optim's state keys -> the canonical slots (sdk_core.model.optim.STATE_SLOTS)
+SLOTS = {
+    "sgd": {"momentum_buffer": "momentum"},
+    "adagrad": {"sum": "sum"},
+    "rmsprop": {"square_avg": "square_avg"},
+    "adam": {"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"},
+    "adamw": {"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"},
+}
+
+
+def _canonical(name: str, value: torch.Tensor, transposed: set[str]) -> np.ndarray:
+    array = value.detach().cpu().numpy()
+    return (array.T if name in transposed else array).copy()
+
+
+def get_state(
+    opt: Optimizer,
+    native: torch.optim.Optimizer | None,
+    params: dict[str, torch.nn.Parameter],
+    transposed: set[str],
+    count: int,
+) -> OptimizerState:
+    """torch.optim's state in the canonical layout (a slot not created yet reads as zeros)."""
+    slots: dict[str, dict[str, np.ndarray]] = {}
+    for key, slot in SLOTS[opt.name].items():
+        if slot not in state_slots(opt):
+            continue
+        slots[slot] = {}
+        for name, p in params.items():
+            value = native.state.get(p, {}).get(key) if native is not None else None
+            slots[slot][name] = _canonical(name, value if value is not None else torch.zeros_like(p), transposed)
+    return OptimizerState(count, slots)
+
+
+def set_state(
+    state: OptimizerState,
+    opt: Optimizer,
+    native: torch.optim.Optimizer | None,
+    schedule: Any,
+    params: dict[str, torch.nn.Parameter],
+    transposed: set[str],
+) -> None:
+    """Put canonical optimizer state into torch.optim (and the schedule at its step)."""
+    if native is None:
+        return
+    for name, p in params.items():
+        entry: dict[str, torch.Tensor] = {}
+        if opt.name != "sgd":
+            entry["step"] = torch.tensor(float(state.step))
+        for key, slot in SLOTS[opt.name].items():
+            if slot in state.slots:
+                value = state.slots[slot][name]
+                value = value.T if name in transposed else value
+                entry[key] = torch.from_numpy(np.ascontiguousarray(value)).to(p.device, p.dtype)
+        if entry:
+            native.state[p] = entry
+    if schedule is not None:
+        schedule.last_epoch = state.step
+    for group in native.param_groups:
+        group["lr"] = opt.lr_at(state.step)

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from sdk_core import BuildRequest, DeviceInfo, StepRequest
+from sdk_core.model.optim import OptimizerState
 
 from . import _layers
-from ._optim import make_optimizer
+from ._optim import get_state, make_optimizer, set_state
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -79,29 +80,46 @@ def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     return F.mse_loss
 
 
-def train_step(request: StepRequest) -> Callable[[np.ndarray, np.ndarray], torch.Tensor]:
-    model: TorchModel = request.model
-    module = model.module
-    params = list(module.parameters())
-    # a spec without weights (pooling only) still trains: forward and loss, nothing to update
-    native, schedule = make_optimizer(request.optimizer, params) if params else (None, None)
-    loss_of = loss_fn(request.loss)
-    targets_dtype = torch.long if request.loss == "cross_entropy" else model.dtype
+class Step:
+    """``step(x, y) -> loss``: one eager update; ``get_state`` / ``set_state`` for checkpoints."""
 
-    def step(x: np.ndarray, y: np.ndarray) -> torch.Tensor:
+    def __init__(self, request: StepRequest) -> None:
+        self.model: TorchModel = request.model
+        self.module, self.optimizer = self.model.module, request.optimizer
+        self.params = dict(self.module.named_parameters())
+        # a spec without weights (pooling only) still trains: forward and loss, nothing to update
+        self.native, self.schedule = (
+            make_optimizer(request.optimizer, list(self.params.values())) if self.params else (None, None)
+        )
+        self.loss_of = loss_fn(request.loss)
+        self.targets_dtype = torch.long if request.loss == "cross_entropy" else self.model.dtype
+        self.count = 0
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
+        module, model = self.module, self.model
         if not module.training:
             module.train()
-        target = torch.from_numpy(np.ascontiguousarray(y)).to(model.device, targets_dtype, non_blocking=True)
-        loss = loss_of(module(model.tensor(x)), target)
-        if native is not None:
-            native.zero_grad(set_to_none=True)
+        target = torch.from_numpy(np.ascontiguousarray(y)).to(model.device, self.targets_dtype, non_blocking=True)
+        loss = self.loss_of(module(model.tensor(x)), target)
+        if self.native is not None:
+            self.native.zero_grad(set_to_none=True)
             loss.backward()
-            native.step()
-            if schedule is not None:
-                schedule.step()
+            self.native.step()
+            if self.schedule is not None:
+                self.schedule.step()
+        self.count += 1
         return loss.detach()
 
-    return step
+    def get_state(self) -> OptimizerState:
+        return get_state(self.optimizer, self.native, self.params, self.model.transposed, self.count)
+
+    def set_state(self, state: OptimizerState) -> None:
+        set_state(state, self.optimizer, self.native, self.schedule, self.params, self.model.transposed)
+        self.count = state.step
+
+
+def train_step(request: StepRequest) -> Step:
+    return Step(request)
 
 
 def predict(model: TorchModel) -> Callable[[np.ndarray], np.ndarray]:
