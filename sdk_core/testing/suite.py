@@ -6,7 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -170,7 +170,7 @@ class ConformanceSuite:
         rng = np.random.default_rng(7)
         x, y = rng.standard_normal((100, 12)).astype(np.float32), rng.integers(0, 3, 100)
         opt = sdk_core.Optimizer("adam", lr=0.02, schedule=sdk_core.Schedule("cosine", warmup_steps=3, total_steps=28))
-        settings = {"epochs": 4, "batch_size": 16, "optimizer": opt, "seed": 3}
+        settings: dict[str, Any] = {"epochs": 4, "batch_size": 16, "optimizer": opt, "seed": 3}
         full = self._stack(spec).fit(x, y, **settings).loss
 
         class Stop(Exception):
