@@ -220,3 +220,47 @@ def test_long_or_multi_line_values_are_capped_in_messages():
     with pytest.raises(SdkError) as info:
         sdk_core.ModelSpec.from_dict({"input_shape": [3], "layers": [{"type": "x" * 100_000 + "\nsecond line"}]})
     assert len(str(info.value)) <= 300 and "\n" not in str(info.value)
+
+
+# -- checkpoint and resume ------------------------------------------------------------------------
+@needs_numpy
+@needs_digits
+def test_a_run_killed_with_sigkill_resumes_with_the_same_loss_curve(tmp_path):
+    """`sdk train --checkpoint-dir` killed with SIGKILL mid-run, then `--resume`: the loss curve is
+    bitwise the uninterrupted one's (NumPy), and only the newest checkpoints are kept."""
+    import signal
+    import time
+
+    train = ["-m", "sdk_core", "train", "--framework", "numpy", "--model", "mlp", "--epochs", "6", "--json"]
+    full = json.loads(
+        subprocess.run([sys.executable, *train], capture_output=True, text=True, timeout=300, check=True).stdout
+    )["history"]["loss"]
+    ckpt = tmp_path / "ckpt"
+    args = [*train, "--checkpoint-dir", str(ckpt), "--checkpoint-every", "7", "--keep-checkpoints", "2"]
+    victim = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(ckpt.glob("step-*.safetensors"))) < 2:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    kept = sorted(ckpt.glob("step-*.safetensors"))
+    assert 1 <= len(kept) <= 2, kept
+    resumed = subprocess.run([sys.executable, *args, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["history"]["loss"] == full
+    assert len(list(ckpt.glob("step-*.safetensors"))) == 2
+    assert not list(ckpt.glob("*.tmp"))
+
+
+@needs_numpy
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 64)).astype(np.float32), rng.integers(0, 10, 40)
+    Stack("numpy").build(zoo.mlp()).fit(x, y, epochs=1, batch_size=8, checkpoint_dir=str(tmp_path))
+    with pytest.raises(SdkError, match="belongs to another run: its optimizer differs"):
+        Stack("numpy").build(zoo.mlp()).fit(
+            x, y, epochs=2, batch_size=8, optimizer=Optimizer("sgd"), checkpoint_dir=str(tmp_path), resume=True
+        )
+    with pytest.raises(SdkError, match="'resume' needs a 'checkpoint_dir'"):
+        Stack("numpy").build(zoo.mlp()).fit(x, y, resume=True)
