@@ -390,14 +390,19 @@ class PluginManager:
             )
         return fn  # type: ignore[no-any-return]  # checked callable just above
 
-    def get_weights(self, request: WeightsRequest) -> dict[str, np.ndarray]:
-        weights = self._dispatch(self._pm.hook.sdk_get_weights, request.framework, request=request)
-        if not isinstance(weights, dict):
+    def _typed(self, caller: pluggy.HookCaller, request: Any, kind: type[T]) -> T:
+        """The owning plugin's answer, which must be a ``kind``."""
+        value = self._dispatch(caller, request.framework, request=request)
+        if not isinstance(value, kind):
             raise PluginError(
                 self.frameworks()[request.framework].plugin,
-                "sdk_get_weights",
-                f"returned {type(weights).__name__}, not a dict",
+                caller.name,
+                f"returned {type(value).__name__}, not {kind.__name__}",
             )
+        return value
+
+    def get_weights(self, request: WeightsRequest) -> dict[str, np.ndarray]:
+        weights = self._typed(self._pm.hook.sdk_get_weights, request, dict)
         return {k: np.asarray(v) for k, v in weights.items()}
 
     def set_weights(self, request: WeightsRequest) -> None:
@@ -407,14 +412,7 @@ class PluginManager:
         """The optimizer state of a training step, in the canonical layout."""
         from ..model.optim import OptimizerState  # not at import: discovery stays light
 
-        state = self._dispatch(self._pm.hook.sdk_get_optimizer_state, request.framework, request=request)
-        if not isinstance(state, OptimizerState):
-            raise PluginError(
-                self.frameworks()[request.framework].plugin,
-                "sdk_get_optimizer_state",
-                f"returned {type(state).__name__}, not OptimizerState",
-            )
-        return state
+        return self._typed(self._pm.hook.sdk_get_optimizer_state, request, OptimizerState)
 
     def set_optimizer_state(self, request: OptimizerStateRequest) -> None:
         self._dispatch(self._pm.hook.sdk_set_optimizer_state, request.framework, request=request)
