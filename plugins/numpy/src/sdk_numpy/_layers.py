@@ -109,7 +109,7 @@ class Conv2D(Op):
 
 
 class MaxPool2D(Op):
-    def __init__(self, prefix: str, layer: S.MaxPool2D) -> None:
+    def __init__(self, prefix: str, layer: S.MaxPool2D | S.AvgPool2D) -> None:
         super().__init__(prefix)
         self.k, self.s = layer.pool_size, layer.step
 
@@ -225,9 +225,15 @@ class Dropout(Op):
 
 
 class _Norm(Op):
+    training = False  # set by forward: backward differs in inference mode
+
     def __init__(self, prefix: str, eps: float) -> None:
         super().__init__(prefix)
         self.eps = eps
+
+    def _param_axes(self, ndim: int) -> tuple[int, ...]:
+        """The axes the weight and bias run along (each norm says which)."""
+        raise NotImplementedError
 
     def _normalize(self, params, x, mean, var, axes):
         self.axes, self.inv = axes, 1.0 / np.sqrt(var + np.asarray(self.eps, x.dtype))

@@ -142,7 +142,9 @@ class PowerSampler:
 
     def __init__(self, index: int = 0, interval: float = 0.05) -> None:
         self.index, self.interval = index, interval
-        self.joules = self.watts = self.seconds = None
+        self.joules: float | None = None
+        self.watts: float | None = None
+        self.seconds: float | None = None
         self._samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
 
