@@ -17,22 +17,13 @@ from .errors import NotAvailableError, PluginError, SdkError, SdkWarning, SpecEr
 from .plugins.framework import FrameworkHooks
 from .plugins.manager import PluginManager, PluginStatus, configure, get_manager
 from .plugins.markers import hookimpl
-from .plugins.records import (
-    BuildRequest,
-    DeviceInfo,
-    FrameworkInfo,
-    MemoryReading,
-    PowerReading,
-    PredictRequest,
-    StepRequest,
-    WeightsRequest,
-)
+from .plugins.records import DeviceInfo, FrameworkInfo, MemoryReading, PowerReading
 from .version import API_VERSION, __version__
 
 if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
     from .model import zoo
     from .model.data import counting_text, digits
-    from .model.optim import LOSSES, OPTIMIZERS, Optimizer, Schedule
+    from .model.optim import LOSSES, OPTIMIZERS, Optimizer, OptimizerState, Schedule
     from .model.spec import (
         GELU,
         LAYER_TYPES,
@@ -56,12 +47,13 @@ if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
         TransformerBlock,
     )
     from .model.weights import load_weights, save_weights
+    from .plugins.requests import BuildRequest, OptimizerStateRequest, PredictRequest, StepRequest, WeightsRequest
     from .runtime.select import usable_stacks
     from .runtime.stack import History, Stack, load_spec
 
 _LAZY = {
     "model.data": ("counting_text", "digits"),
-    "model.optim": ("LOSSES", "OPTIMIZERS", "Optimizer", "Schedule"),
+    "model.optim": ("LOSSES", "OPTIMIZERS", "Optimizer", "OptimizerState", "Schedule"),
     "model.spec": (
         "LAYER_TYPES",
         "AvgPool2D",
@@ -87,6 +79,7 @@ _LAZY = {
     "runtime.stack": ("History", "Stack", "load_spec"),
     "runtime.select": ("usable_stacks",),
     "model.weights": ("load_weights", "save_weights"),
+    "plugins.requests": ("BuildRequest", "OptimizerStateRequest", "PredictRequest", "StepRequest", "WeightsRequest"),
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -127,6 +120,8 @@ __all__ = [
     "ModelSpec",
     "NotAvailableError",
     "Optimizer",
+    "OptimizerState",
+    "OptimizerStateRequest",
     "Param",
     "PluginError",
     "PluginManager",

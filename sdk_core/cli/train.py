@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SdkError
-from ..model.files import check_output
 from .common import add_command, add_stack_options, counting, digits_for, emit, stack_from
 
 
 def train(args: argparse.Namespace) -> int:
     """``sdk train``: train a model on the digits data and optionally save it."""
     from ..model import zoo
+    from ..model.files import check_output
     from ..model.optim import Optimizer
 
     if args.resume and not args.checkpoint_dir:
@@ -68,7 +68,7 @@ def predict(args: argparse.Namespace) -> int:
     """``sdk predict``: run a saved model on .npy inputs or the digits test split."""
     import numpy as np
 
-    from ..model.files import atomic_write, read_npy
+    from ..model.files import atomic_write, check_output, read_npy
     from ..runtime.stack import load_spec
 
     if args.output:  # before any work, and never onto a file this command reads

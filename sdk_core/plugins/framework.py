@@ -20,19 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import discovery
 from .markers import hookimpl
-from .records import (
-    BuildRequest,
-    FrameworkInfo,
-    OptimizerStateRequest,
-    PredictRequest,
-    StepRequest,
-    WeightsRequest,
-)
+from .records import FrameworkInfo
 
 if TYPE_CHECKING:
     import numpy as np
 
     from ..model.optim import OptimizerState
+    from .requests import BuildRequest, OptimizerStateRequest, PredictRequest, StepRequest, WeightsRequest
 
 
 class FrameworkHooks:

@@ -27,20 +27,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pluggy
 
-from .records import (
-    BuildRequest,
-    DeviceInfo,
-    FrameworkInfo,
-    MemoryReading,
-    OptimizerStateRequest,
-    PowerReading,
-    PredictRequest,
-    StepRequest,
-    WeightsRequest,
-)
+from .records import DeviceInfo, FrameworkInfo, MemoryReading, PowerReading
 
 if TYPE_CHECKING:
     from ..model.optim import OptimizerState
+    from .requests import BuildRequest, OptimizerStateRequest, PredictRequest, StepRequest, WeightsRequest
 
 hookspec = pluggy.HookspecMarker("sdk_core")
 

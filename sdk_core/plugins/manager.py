@@ -31,20 +31,11 @@ from ..errors import NotAvailableError, PluginError, SdkWarning
 from ..version import API_VERSION
 from . import cpu, discovery, hookspecs
 from .calls import Outcome, call, call_all
-from .records import (
-    BuildRequest,
-    DeviceInfo,
-    FrameworkInfo,
-    MemoryReading,
-    OptimizerStateRequest,
-    PowerReading,
-    PredictRequest,
-    StepRequest,
-    WeightsRequest,
-)
+from .records import DeviceInfo, FrameworkInfo, MemoryReading, PowerReading
 
 if TYPE_CHECKING:
     from ..model.optim import OptimizerState
+    from .requests import BuildRequest, OptimizerStateRequest, PredictRequest, StepRequest, WeightsRequest
 
 GROUP = "sdk_core"
 BUILTIN = "sdk-core (built-in)"
@@ -250,7 +241,11 @@ class PluginManager:
         """Call every implementation on its own (side by side, within the deadline when one is
         given); a plugin that fails or runs out of time is disabled and reported."""
         impls = {impl.plugin_name: impl.function for impl in reversed(caller.get_hookimpls())}
-        outcomes = call_all({n: functools.partial(f, **kwargs) for n, f in impls.items()}, timeout)
+        # the core's own hook code (the cpu plugin, FrameworkHooks) runs here; plugin code under the deadline
+        own = {n for n, f in impls.items() if getattr(f, "__module__", "").startswith("sdk_core.")}
+        outcomes = call_all({n: functools.partial(f, **kwargs) for n, f in impls.items() if n in own}, None)
+        outcomes |= call_all({n: functools.partial(f, **kwargs) for n, f in impls.items() if n not in own}, timeout)
+        outcomes = {n: outcomes[n] for n in impls}
         results = []
         for plugin, outcome in outcomes.items():
             if outcome.error is None:

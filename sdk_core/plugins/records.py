@@ -1,16 +1,13 @@
-"""Data exchanged between the core and plugins: devices, frameworks, readings, requests."""
+"""Records plugins report: devices, frameworks and readings (the requests the core sends are
+in :mod:`sdk_core.plugins.requests`, loaded only when a model is built)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
-
-if TYPE_CHECKING:  # at run time only the names are needed: discovery stays light
-    from ..model.optim import Optimizer, OptimizerState
-    from ..model.spec import ModelSpec
 
 DTYPES = ("float32", "float64")
 PEAK_FLOPS_DTYPES = ("float64", "float32", "tfloat32", "bfloat16", "float16", "float8", "int8", "int4")
@@ -191,65 +188,3 @@ class PowerReading:
     power_w: float | None = attrs.field(default=None, validator=_non_negative)
     limit_w: float | None = attrs.field(default=None, validator=_non_negative)
     source: str = attrs.field(default="", validator=_text)
-
-
-def _check_dtype(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
-    if value not in DTYPES:
-        raise ValueError(f"'{attribute.name}' must be one of {DTYPES} (got {value!r})")
-
-
-@attrs.frozen
-class BuildRequest:
-    """Ask the plugin named ``framework`` to build ``spec`` on ``device``."""
-
-    framework: str
-    spec: ModelSpec
-    device: DeviceInfo
-    dtype: str = attrs.field(default="float32", validator=_check_dtype)
-    seed: int = 0
-
-
-@attrs.frozen
-class StepRequest:
-    """Ask for a compiled training step for ``model`` (built by the same plugin)."""
-
-    framework: str
-    model: Any
-    spec: ModelSpec
-    device: DeviceInfo
-    loss: str
-    optimizer: Optimizer
-    seed: int = 0
-
-
-@attrs.frozen
-class PredictRequest:
-    """Ask for an inference function for ``model``."""
-
-    framework: str
-    model: Any
-    spec: ModelSpec
-    device: DeviceInfo
-
-
-@attrs.frozen
-class WeightsRequest:
-    """Read (``weights`` is None) or write the canonical weights of ``model``."""
-
-    framework: str
-    model: Any
-    spec: ModelSpec
-    weights: Mapping[str, Any] | None = None
-
-
-@attrs.frozen
-class OptimizerStateRequest:
-    """Read (``state`` is None) or write the optimizer state of ``step``, a training step the
-    same plugin made for ``model`` with ``optimizer`` (see :class:`OptimizerState`)."""
-
-    framework: str
-    model: Any
-    spec: ModelSpec
-    optimizer: Optimizer
-    step: Any
-    state: OptimizerState | None = None

@@ -17,15 +17,8 @@ from ..model.optim import Optimizer, OptimizerState, check_loss
 from ..model.spec import ModelSpec
 from ..model.weights import load_weights, read_header, read_metadata, save_weights
 from ..plugins.manager import PluginManager, get_manager
-from ..plugins.records import (
-    BuildRequest,
-    DeviceInfo,
-    FrameworkInfo,
-    OptimizerStateRequest,
-    PredictRequest,
-    StepRequest,
-    WeightsRequest,
-)
+from ..plugins.records import DeviceInfo, FrameworkInfo
+from ..plugins.requests import BuildRequest, OptimizerStateRequest, PredictRequest, StepRequest, WeightsRequest
 from . import select
 from .budget import check_fits
 from .checkpoint import Checkpoints, Position, Run

@@ -1,0 +1,77 @@
+"""Requests the core sends to a framework plugin's hooks: build, compile a step, predict, read
+or write weights and optimizer state. Loaded on first use: discovery never needs them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .records import DTYPES, DeviceInfo
+
+if TYPE_CHECKING:
+    from ..model.optim import Optimizer, OptimizerState
+    from ..model.spec import ModelSpec
+
+
+def _check_dtype(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in DTYPES:
+        raise ValueError(f"'{attribute.name}' must be one of {DTYPES} (got {value!r})")
+
+
+@attrs.frozen
+class BuildRequest:
+    """Ask the plugin named ``framework`` to build ``spec`` on ``device``."""
+
+    framework: str
+    spec: ModelSpec
+    device: DeviceInfo
+    dtype: str = attrs.field(default="float32", validator=_check_dtype)
+    seed: int = 0
+
+
+@attrs.frozen
+class StepRequest:
+    """Ask for a compiled training step for ``model`` (built by the same plugin)."""
+
+    framework: str
+    model: Any
+    spec: ModelSpec
+    device: DeviceInfo
+    loss: str
+    optimizer: Optimizer
+    seed: int = 0
+
+
+@attrs.frozen
+class PredictRequest:
+    """Ask for an inference function for ``model``."""
+
+    framework: str
+    model: Any
+    spec: ModelSpec
+    device: DeviceInfo
+
+
+@attrs.frozen
+class WeightsRequest:
+    """Read (``weights`` is None) or write the canonical weights of ``model``."""
+
+    framework: str
+    model: Any
+    spec: ModelSpec
+    weights: Mapping[str, Any] | None = None
+
+
+@attrs.frozen
+class OptimizerStateRequest:
+    """Read (``state`` is None) or write the optimizer state of ``step``, a training step the
+    same plugin made for ``model`` with ``optimizer`` (see :class:`OptimizerState`)."""
+
+    framework: str
+    model: Any
+    spec: ModelSpec
+    optimizer: Optimizer
+    step: Any
+    state: OptimizerState | None = None
