@@ -22,7 +22,9 @@ import tempfile
 import time
 
 GOAL = 1.5
-SDK = [sys.executable, "-m", "sdk_core"]
+# the `sdk` console script next to this interpreter, as a user runs it (else python -m sdk_core)
+_SCRIPT = os.path.join(os.path.dirname(sys.executable), "sdk")
+SDK = [_SCRIPT] if os.access(_SCRIPT, os.X_OK) else [sys.executable, "-m", "sdk_core"]
 DEVICES = SDK + ["devices"]
 BASELINE = [sys.executable, "-c", "import pluggy, numpy"]
 

@@ -8,6 +8,7 @@ the ``sdk_add_commands`` hook.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import warnings
@@ -15,17 +16,26 @@ from collections.abc import Sequence
 
 from ..errors import SdkError, SdkWarning
 from ..plugins.manager import get_manager
-from . import bench, environment, train
 from .common import Parser
 
+# each module registers a group of subcommands; only the group of the command run is imported
+GROUPS = {
+    "environment": ("plugins", "devices", "stacks", "doctor"),
+    "train": ("train", "predict"),
+    "bench": ("bench",),
+}
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``sdk`` parser with every built-in and plugin subcommand."""
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``sdk`` parser with every built-in and plugin subcommand; with ``command`` (a
+    built-in one), only that command's group, which is all a run of it needs."""
     parser = Parser(prog="sdk", description=(__doc__ or "").splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for group in (environment, train, bench):
-        group.add_commands(sub)
-    get_manager().add_commands(sub)  # plugins' own commands; a failing plugin is disabled
+    groups = [g for g, commands in GROUPS.items() if command in commands] or list(GROUPS)
+    for group in groups:
+        importlib.import_module(f"{__name__}.{group}").add_commands(sub)
+    if len(groups) == len(GROUPS):
+        get_manager().add_commands(sub)  # plugins' own commands; a failing plugin is disabled
     return parser
 
 
@@ -34,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SdkWarning)  # printed once below, as one line each
         try:
-            args = build_parser().parse_args(argv)
+            words = list(sys.argv[1:] if argv is None else argv)
+            args = build_parser(words[0] if words else None).parse_args(words)
             for message in get_manager().warnings:
                 print(f"sdk: warning: {message}", file=sys.stderr)
             code = int(args.func(args) or 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import SdkError
@@ -17,8 +18,24 @@ if TYPE_CHECKING:
     from ..runtime.stack import Stack
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's formatter, sized from ``os.get_terminal_size`` (argparse's own default
+    imports ``shutil``, which costs every ``sdk`` command a few milliseconds)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            width = os.get_terminal_size().columns
+        except OSError:
+            width = int(os.environ.get("COLUMNS", "80")) if os.environ.get("COLUMNS", "").isdigit() else 80
+        super().__init__(prog, width=max(width - 2, 40))
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one line on error and exit code 1 (argparse's default is 2 plus usage)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(1, f"sdk: error: {message}\n")
