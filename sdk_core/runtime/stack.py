@@ -229,21 +229,19 @@ class Stack:
         key = (check_loss(loss), optimizer or Optimizer())
         if resume and checkpoint_dir is None:
             raise SdkError("'resume' needs a 'checkpoint_dir' to resume from")
-        checkpoints = (
-            None if checkpoint_dir is None else Checkpoints(checkpoint_dir, checkpoint_every, keep_checkpoints)
-        )
-        run = Run(spec.to_json(), json.loads(json.dumps(key[1].to_dict())), key[0], len(x), batch)
-        found = checkpoints.load(run, key[1]) if checkpoints is not None and resume else None
         step = self.train_step(*key)
-        if found is not None:
-            weights, state, _ = found
-            self.set_weights(weights, what="checkpoint weights")
-            self.set_optimizer_state(state, *key)
-        evaluate = None if validation_data is None else lambda: self.evaluate(*validation_data, loss=loss)
         loop = Loop(self, step, x, y, batch, shuffle, seed, forget_step=lambda: self._forget_step(key))
-        if checkpoints is not None:
+        found = None
+        if checkpoint_dir is not None:
+            checkpoints = Checkpoints(checkpoint_dir, checkpoint_every, keep_checkpoints)
+            run = Run(spec.to_json(), json.loads(json.dumps(key[1].to_dict())), key[0], len(x), batch)
+            found = checkpoints.load(run, key[1]) if resume else None
+            if found is not None:
+                self.set_weights(found[0], what="checkpoint weights")
+                self.set_optimizer_state(found[1], *key)
             loop.every = checkpoint_every
             loop.checkpoint = lambda position: self._checkpoint(checkpoints, run, key, position)
+        evaluate = None if validation_data is None else lambda: self.evaluate(*validation_data, loss=loss)
         return loop.run(epochs, evaluate, bool(progress), on_epoch, None if found is None else found[2])
 
     def _checkpoint(self, checkpoints: Checkpoints, run: Run, key: tuple[str, Optimizer], position: Position) -> None:

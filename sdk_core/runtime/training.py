@@ -101,22 +101,26 @@ class Loop:
             order = rng.permutation(n) if self.shuffle else None
             bar = Progress(len(starts), f"epoch {epoch + 1}/{epochs}") if progress else None
             pending: list[tuple[Any, int]] = []
-            read = first
+            read, last = first, len(starts) - 1
+            step, checkpoint, every = self.step, self.checkpoint, self.every  # locals: this loop is hot
             for i in range(first, len(starts)):
                 s = starts[i]
-                if order is not None and (s % chunk == 0 or i == first):
-                    idx = order[s - s % chunk : s - s % chunk + chunk]
-                    xc, yc = self.x[idx], self.y[idx]
-                xs, ys, at = (self.x, self.y, s) if order is None else (xc, yc, s % chunk)
-                xb, yb = xs[at : at + batch], ys[at : at + batch]
-                pending.append((self.step(xb, yb), len(xb)))
+                if order is None:
+                    xb, yb = self.x[s : s + batch], self.y[s : s + batch]
+                else:
+                    at = s % chunk
+                    if at == 0 or i == first:
+                        idx = order[s - at : s - at + chunk]
+                        xc, yc = self.x[idx], self.y[idx]
+                    xb, yb = xc[at : at + batch], yc[at : at + batch]
+                pending.append((step(xb, yb), len(xb)))
                 done += 1
-                save = self.checkpoint is not None and (done % self.every == 0 if self.every else i == len(starts) - 1)
-                if len(pending) == CHECK_EVERY or i == len(starts) - 1 or save:
+                save = checkpoint is not None and (done % every == 0 if every else i == last)
+                if save or i == last or len(pending) == CHECK_EVERY:
                     self._read(pending, losses, snapshot, epoch, read, len(starts))
                     read, pending = i + 1, []
-                if save and self.checkpoint is not None:
-                    self.checkpoint(Position(epoch, i + 1, done, epoch_rng, sum(losses), history.to_dict()))
+                    if save and checkpoint is not None:
+                        checkpoint(Position(epoch, i + 1, done, epoch_rng, sum(losses), history.to_dict()))
                 if bar:
                     bar.update()
             history.loss.append(sum(losses) / n)
