@@ -231,7 +231,7 @@ def test_a_run_killed_with_sigkill_resumes_with_the_same_loss_curve(tmp_path):
     import signal
     import time
 
-    train = ["-m", "sdk_core", "train", "--framework", "numpy", "--model", "mlp", "--epochs", "6", "--json"]
+    train = ["-m", "sdk_core", "train", "--framework", "numpy", "--model", "mlp", "--epochs", "12", "--json"]
     full = json.loads(
         subprocess.run([sys.executable, *train], capture_output=True, text=True, timeout=300, check=True).stdout
     )["history"]["loss"]
@@ -240,8 +240,7 @@ def test_a_run_killed_with_sigkill_resumes_with_the_same_loss_curve(tmp_path):
     victim = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(ckpt.glob("step-*.safetensors"))) < 2:
-        time.sleep(0.01)
-    time.sleep(0.05)
+        time.sleep(0.005)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     kept = sorted(ckpt.glob("step-*.safetensors"))
