@@ -76,7 +76,10 @@ class TorchModel:
 
 def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if name == "cross_entropy":
-        return lambda out, y: F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+        # (batch, classes) as it is; sequence outputs flattened to (positions, classes)
+        return lambda out, y: (
+            F.cross_entropy(out, y) if out.ndim == 2 else F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+        )
     return F.mse_loss
 
 
