@@ -13,6 +13,19 @@ import pytest
 
 FRAMEWORKS = ("torch", "tensorflow", "jax", "mindspore")
 
+TOY_PLUGIN = """
+from sdk_core import hookimpl, DeviceInfo, FrameworkInfo
+SDK_CORE_API = 1
+
+@hookimpl
+def sdk_framework_info():
+    return FrameworkInfo(name="toy", version="1.0", device_kinds=("cpu", "toy"))
+
+@hookimpl
+def sdk_probe_devices():
+    return [DeviceInfo(kind="toy", index=0, vendor="Toys", name="Toy chip", memory_total=2**30)]
+"""
+
 
 class Site:
     """A directory on ``PYTHONPATH`` holding real distributions (``*.dist-info`` with an
@@ -28,6 +41,10 @@ class Site:
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
         (info / "entry_points.txt").write_text(f"[sdk_core]\n{entry or module} = {target or module}\n")
+
+    def add_toy(self) -> None:
+        """A well-behaved plugin, ``sdk-toy``: framework ``toy`` and a ``toy:0`` device."""
+        self.add("sdk-toy", "sdk_toy", TOY_PLUGIN, entry="toy")
 
     def module(self, name: str, source: str) -> None:
         """A plain module beside the distributions (a plugin's private runtime)."""

@@ -2,19 +2,6 @@
 
 import json
 
-GOOD = """
-from sdk_core import hookimpl, DeviceInfo, FrameworkInfo
-SDK_CORE_API = 1
-
-@hookimpl
-def sdk_framework_info():
-    return FrameworkInfo(name="toy", version="1.0", device_kinds=("cpu", "toy"))
-
-@hookimpl
-def sdk_probe_devices():
-    return [DeviceInfo(kind="toy", index=0, vendor="Toys", name="Toy chip", memory_total=2**30)]
-"""
-
 BROKEN = {
     "raises_on_import": ("raise RuntimeError('boom at import')", "raised on import: RuntimeError: boom at import"),
     "missing_dep": ("import no_such_module_xyz", "missing dependency on import: No module named 'no_such_module_xyz'"),
@@ -76,7 +63,7 @@ def _statuses(site, **env):
 
 
 def test_good_plugin_is_found_and_its_device_listed(site):
-    site.add("sdk-toy", "sdk_toy", GOOD, entry="toy")
+    site.add_toy()
     plugins = _statuses(site)
     assert plugins["toy"]["status"] == "ok"
     assert plugins["toy"]["dist"] == "sdk-toy 0.1"
@@ -87,7 +74,7 @@ def test_good_plugin_is_found_and_its_device_listed(site):
 
 
 def test_each_broken_plugin_is_reported_and_the_rest_keep_working(site):
-    site.add("sdk-toy", "sdk_toy", GOOD, entry="toy")
+    site.add_toy()
     for name, (source, _) in BROKEN.items():
         site.add(f"sdk-{name}", name, source)
     plugins = _statuses(site)
@@ -110,7 +97,7 @@ def test_import_sdk_core_never_fails_because_of_a_plugin(site):
 
 
 def test_block_env_and_autoload_switch(site):
-    site.add("sdk-toy", "sdk_toy", GOOD, entry="toy")
+    site.add_toy()
     blocked = _statuses(site, SDK_CORE_BLOCK="toy")
     assert blocked["toy"]["status"] == "blocked"
     assert [d["id"] for d in site.sdk_json("devices", SDK_CORE_BLOCK="toy")] == ["cpu:0"]
@@ -121,7 +108,7 @@ def test_block_env_and_autoload_switch(site):
 
 
 def test_the_same_switches_in_the_python_api(site):
-    site.add("sdk-toy", "sdk_toy", GOOD, entry="toy")
+    site.add_toy()
     code = """
 import json, sdk_core
 out = {}
@@ -139,7 +126,7 @@ print(json.dumps(out))
 
 
 def test_discovery_imports_no_framework(site):
-    site.add("sdk-toy", "sdk_toy", GOOD, entry="toy")
+    site.add_toy()
     code = """
 import sys, sdk_core.cli
 for cmd in (["plugins"], ["devices"], ["stacks"], ["doctor"]):

@@ -15,19 +15,6 @@ import pytest
 
 import sdk_core
 
-GOOD = """
-from sdk_core import hookimpl, DeviceInfo, FrameworkInfo
-SDK_CORE_API = 1
-
-@hookimpl
-def sdk_framework_info():
-    return FrameworkInfo(name="toy", version="1.0", device_kinds=("cpu", "toy"))
-
-@hookimpl
-def sdk_probe_devices():
-    return [DeviceInfo(kind="toy", index=0, vendor="Toys", name="Toy chip", memory_total=2**30)]
-"""
-
 
 def plugin(body: str) -> str:
     return "from sdk_core import hookimpl, DeviceInfo, FrameworkInfo\nSDK_CORE_API = 1\n" + body
@@ -42,7 +29,7 @@ def by_name(site, **env) -> dict[str, dict]:
 
 
 def test_sys_exit_at_import_or_in_a_hook_fails_only_that_plugin(site):
-    site.add("sdk-toy", "sdk_toy", GOOD, entry="toy")
+    site.add_toy()
     site.add("sdk-exit-import", "exit_import", "import sys\nsys.exit(3)\n")
     site.add("sdk-exit-hook", "exit_hook", plugin("@hookimpl\ndef sdk_probe_devices():\n    raise SystemExit(4)\n"))
     site.add(
@@ -76,7 +63,7 @@ def sdk_probe_devices():
 
 
 def test_a_hanging_probe_costs_the_deadline_once_and_is_named(site, tmp_path):
-    site.add("sdk-toy", "sdk_toy", GOOD, entry="toy")
+    site.add_toy()
     site.add("sdk-wedged", "wedged", plugin(HANGING))
     mark = str(tmp_path / "probe-started")
     t0 = time.monotonic()
@@ -115,7 +102,7 @@ def test_training_on_the_cpu_never_waits_for_accelerator_probes(site, tmp_path):
 
 def test_two_plugins_claiming_one_framework_are_both_refused_whatever_the_order(site):
     claim = plugin('@hookimpl\ndef sdk_framework_info():\n    return FrameworkInfo(name="toy", version="2.0")\n')
-    site.add("sdk-toy", "sdk_toy", GOOD, entry="toy")
+    site.add_toy()
     site.add("aaa-fasttoy", "fasttoy", claim)  # sorts before sdk-toy
     plugins = by_name(site)
     for name in ("toy", "fasttoy"):
@@ -145,7 +132,7 @@ def test_every_entry_point_is_reported_even_with_the_same_name(site):
 
 
 def test_doctor_reports_what_went_wrong_in_hooks(site):
-    site.add("sdk-toy", "sdk_toy", GOOD, entry="toy")
+    site.add_toy()
     site.add("sdk-wrong-type", "wrongtype", plugin("@hookimpl\ndef sdk_probe_devices():\n    return 'gpu0'\n"))
     site.add("sdk-raiser", "raiser", plugin("@hookimpl\ndef sdk_framework_info():\n    raise OSError('gone')\n"))
     doctor = site.sdk_json("doctor", SDK_CORE_BLOCK="toy")
@@ -157,7 +144,7 @@ def test_doctor_reports_what_went_wrong_in_hooks(site):
 
 
 def test_records_with_wrong_field_types_fail_the_plugin_and_name_the_field(site):
-    site.add("sdk-toy", "sdk_toy", GOOD, entry="toy")
+    site.add_toy()
     bad = {
         "badmem": 'DeviceInfo(kind="bad", memory_total="16GB")',
         "badflops": 'DeviceInfo(kind="bad", peak_flops={"float32": "100 TFLOPS"})',
@@ -188,7 +175,7 @@ def test_block_by_distribution_name_and_warnings_for_mistakes(site):
 
 
 def test_a_closed_pipe_ends_quietly(site):
-    site.add("sdk-toy", "sdk_toy", GOOD, entry="toy")
+    site.add_toy()
     process = subprocess.Popen(
         [sys.executable, "-m", "sdk_core", "plugins", "--json"],
         env=site.env(),
