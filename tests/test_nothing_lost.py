@@ -263,3 +263,5 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
         )
     with pytest.raises(SdkError, match="'resume' needs a 'checkpoint_dir'"):
         Stack("numpy").build(zoo.mlp()).fit(x, y, resume=True)
+    with pytest.raises(SdkError, match="'checkpoint_every' needs a 'checkpoint_dir'"):
+        Stack("numpy").build(zoo.mlp()).fit(x, y, checkpoint_every=5)

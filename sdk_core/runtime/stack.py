@@ -229,6 +229,8 @@ class Stack:
         key = (check_loss(loss), optimizer or Optimizer())
         if resume and checkpoint_dir is None:
             raise SdkError("'resume' needs a 'checkpoint_dir' to resume from")
+        if checkpoint_every is not None and checkpoint_dir is None:
+            raise SdkError("'checkpoint_every' needs a 'checkpoint_dir' to write to")
         step = self.train_step(*key)
         loop = Loop(self, step, x, y, batch, shuffle, seed, forget_step=lambda: self._forget_step(key))
         found = None
