@@ -199,11 +199,13 @@ def read_npy(path: PathLike, max_bytes: int | None = None, what: str = "input") 
     available = source.stat().st_size - offset
     if size > available:
         raise FileError(
-            f"{what} file '{source}' is truncated: its header claims {_bytes(size)} of data, the file holds "
-            f"{_bytes(available)}"
+            f"{what} file '{source}' is truncated: its header claims {size_text(size)} of data, the file holds "
+            f"{size_text(available)}"
         )
     if max_bytes is not None and size > max_bytes:
-        raise FileError(f"{what} file '{source}' holds {_bytes(size)}, more than the {_bytes(max_bytes)} available")
+        raise FileError(
+            f"{what} file '{source}' holds {size_text(size)}, more than the {size_text(max_bytes)} available"
+        )
     try:
         array: np.ndarray[Any, Any] = np.load(source, allow_pickle=False)
         return array
@@ -211,8 +213,9 @@ def read_npy(path: PathLike, max_bytes: int | None = None, what: str = "input") 
         raise FileError(f"{what} file '{source}' is not a .npy array file: {exc}") from None
 
 
-def _bytes(n: int) -> str:
+def size_text(n: int) -> str:
+    """A byte count for messages: ``2.3 TiB``, ``1,024.0 GiB``, ``1000 bytes``."""
     for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= size:
-            return f"{n / size:.1f} {unit}"
+            return f"{n / size:,.1f} {unit}"
     return f"{n} bytes"

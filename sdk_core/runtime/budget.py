@@ -7,17 +7,11 @@ from __future__ import annotations
 
 from ..errors import NotAvailableError
 from ..model.estimate import inference_bytes, training_bytes
+from ..model.files import size_text
 from ..model.spec import ModelSpec
 from ..plugins.records import DeviceInfo
 
 BYTES_PER_VALUE = {"float32": 4, "float64": 8}
-
-
-def _size(n: int) -> str:
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
-        if n >= size:
-            return f"{n / size:,.1f} {unit}"
-    return f"{n / 2**10:,.1f} KiB"
 
 
 def check_fits(spec: ModelSpec, device: DeviceInfo, batch_size: int, dtype: str, what: str) -> None:
@@ -34,7 +28,8 @@ def check_fits(spec: ModelSpec, device: DeviceInfo, batch_size: int, dtype: str,
     if need > device.memory_total:
         hint = "a smaller model" if what == "the model" else "a smaller batch size or model"
         raise NotAvailableError(
-            f"{what} needs about {_size(need)} of memory at batch size {batch_size} "
-            f"({spec.param_count(trainable_only=False):,} parameters); {device.id} has {_size(device.memory_total)} "
+            f"{what} needs about {size_text(need)} of memory at batch size {batch_size} "
+            f"({spec.param_count(trainable_only=False):,} parameters); "
+            f"{device.id} has {size_text(device.memory_total)} "
             f"in all: use {hint}"
         )
