@@ -270,3 +270,65 @@ print(sorted(sdk_core.get_manager().framework("partial").unsupported))
     )
     assert lines[1] == "framework 'partial' does not support dtype float64 (declared unsupported by plugin 'partial')"
     assert lines[2] == "['dtype:float64', 'layer:attention', 'optimizer:rmsprop']"
+
+
+SLOPPY_RUNTIME = """
+import numpy as np
+
+class Model:
+    def __init__(self):
+        self.w = {}
+    def set_weights(self, weights):
+        self.w.update({k: np.array(v) for k, v in weights.items()})
+    def get_weights(self):
+        return {k: v.copy() for k, v in self.w.items()}
+
+def build(request):
+    return Model()
+
+def train_step(request):  # moves every weight and ignores request.masks
+    model = request.model
+    def step(x, y):
+        for value in model.w.values():
+            value += 0.1
+        return 0.0
+    return step
+
+def predict(model):
+    return lambda x: np.asarray(x) @ model.w["0.weight"] + model.w["0.bias"]
+"""
+
+
+def test_a_plugin_that_ignores_pruning_masks_is_named(site):
+    site.module("sloppy_runtime", SLOPPY_RUNTIME)
+    for name, unsupported in (("sloppy", "()"), ("honest", "('training:masks',)")):
+        site.add(
+            f"sdk-{name}",
+            name,
+            "from sdk_core import FrameworkHooks\n"
+            f"plugin = FrameworkHooks('{name}', runtime='sloppy_runtime', api=1, version_of='pluggy',\n"
+            f"                        unsupported={unsupported})\n",
+            target=f"{name}:plugin",
+        )
+    code = """
+import numpy as np
+from sdk_core import Dense, ModelSpec, Stack, SdkError
+spec = ModelSpec(input_shape=(3,), layers=[Dense(2)])
+for name in ("sloppy", "honest"):
+    stack = Stack(name).build(spec)
+    try:
+        stack.set_masks({"0.weight": np.array([[1, 0], [0, 1], [1, 1]])})
+        stack.fit(np.ones((4, 3), np.float32), np.zeros(4, np.int64), epochs=1)
+    except SdkError as exc:
+        print(type(exc).__name__, exc)
+"""
+    result = site.run("-c", code)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == (
+        "PluginError plugin 'sloppy' failed in sdk_make_train_step: its 'sloppy' training step let pruned "
+        "weights of '0.weight' become nonzero (it ignores StepRequest.masks)"
+    )
+    assert lines[1] == (
+        "NotAvailableError framework 'honest' does not support training masks (declared unsupported by plugin 'honest')"
+    )

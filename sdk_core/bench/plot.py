@@ -11,19 +11,11 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SdkError
 from ..model.files import atomic_write
+from ..runtime.console import require_matplotlib
 
 if TYPE_CHECKING:
     from .results import BenchReport
-
-
-def require_matplotlib() -> None:
-    """Raise a one-line :class:`SdkError` when matplotlib is not installed."""
-    try:
-        import matplotlib  # noqa: F401 (only whether it is installed)
-    except ImportError:
-        raise SdkError("--plot needs matplotlib: pip install matplotlib") from None
 
 
 def _label(value: float, _position: object = None) -> str:

@@ -1,4 +1,4 @@
-"""The ``sdk`` command: plugins, devices, stacks, doctor, train, predict, bench.
+"""The ``sdk`` command: plugins, devices, stacks, doctor, train, predict, bench, compress.
 
 Tables for people, ``--json`` for scripts; on bad input one line on stderr and exit code 1.
 Each module registers one group of subcommands (``add_commands``); plugins add theirs through
@@ -23,6 +23,7 @@ GROUPS = {
     "environment": ("plugins", "devices", "stacks", "doctor"),
     "train": ("train", "predict"),
     "bench": ("bench",),
+    "compress": ("compress",),
 }
 
 

@@ -134,6 +134,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p = add_command(sub, "predict", predict, "run inference from a weights file")
     add_stack_options(p)
-    p.add_argument("--weights", required=True, help="a .safetensors file saved by sdk")
+    p.add_argument("--weights", required=True, help="a .safetensors file saved by sdk, or a compressed .sdkz file")
     p.add_argument("--input", default=None, help=".npy inputs (default: digits test split)")
     p.add_argument("--output", default=None, help="save outputs to this .npy file")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import WeightsError
+from . import sdkz
 from .files import FileError, atomic_write, check_input
 
 FORMAT = "sdk_core/1"
@@ -57,13 +58,19 @@ def _open(path: str | os.PathLike[str], tensors: bool) -> tuple[dict[str, Any], 
 
 
 def load_weights(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Read a safetensors file: ``(weights, metadata)``. Runs no code from the file."""
+    """Read a safetensors file, or a compressed ``.sdkz`` file (:mod:`.sdkz`, read back as
+    canonical float weights): ``(weights, metadata)``. Runs no code from the file."""
+    if sdkz.is_sdkz(path):
+        weights, _, metadata = sdkz.read(path)
+        return weights, metadata
     return _open(path, tensors=True)
 
 
 def read_header(path: str | os.PathLike[str]) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
     """A safetensors file's tensor shapes and string metadata, from its header alone: nothing
-    of the size the header claims is allocated."""
+    of the size the header claims is allocated. A ``.sdkz`` file's header likewise."""
+    if sdkz.is_sdkz(path):
+        return sdkz.read_header(path)
     return _open(path, tensors=False)
 
 

@@ -33,7 +33,12 @@ class BuildRequest:
 
 @attrs.frozen
 class StepRequest:
-    """Ask for a compiled training step for ``model`` (built by the same plugin)."""
+    """Ask for a compiled training step for ``model`` (built by the same plugin).
+
+    ``masks`` (canonical names and layout, arrays of 0 and 1, trainable weights only) are
+    pruning masks: after every update of the step, including the optimizer's own, each masked
+    weight is multiplied by its mask inside the step, so a pruned weight stays exactly zero.
+    A plugin that cannot do this declares ``training:masks`` unsupported."""
 
     framework: str
     model: Any
@@ -42,6 +47,7 @@ class StepRequest:
     loss: str
     optimizer: Optimizer
     seed: int = 0
+    masks: Mapping[str, Any] | None = None
 
 
 @attrs.frozen

@@ -9,6 +9,16 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 
+def require_matplotlib() -> None:
+    """Raise a one-line :class:`SdkError` when matplotlib (for ``--plot``) is not installed."""
+    try:
+        import matplotlib  # noqa: F401 (only whether it is installed)
+    except ImportError:
+        from ..errors import SdkError
+
+        raise SdkError("--plot needs matplotlib: pip install matplotlib") from None
+
+
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     """Left-aligned columns under ``headers`` with a dashed rule; ``None`` prints as empty."""
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]

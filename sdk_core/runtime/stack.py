@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NotAvailableError, SdkError, SpecError, WeightsError
+from ..errors import NotAvailableError, PluginError, SdkError, SpecError, WeightsError
 from ..model import metrics
 from ..model.data import make_batch
 from ..model.optim import Optimizer, OptimizerState, check_loss
@@ -57,6 +57,7 @@ class Stack:
         self.dtype = "float32"
         self._predict: Callable[[np.ndarray], np.ndarray] | None = None
         self._steps: dict[tuple[str, Optimizer], Callable[[np.ndarray, np.ndarray], Any]] = {}
+        self.masks: dict[str, np.ndarray] | None = None
 
     @classmethod
     def auto(
@@ -127,7 +128,7 @@ class Stack:
             BuildRequest(self.framework.name, spec, self.device, dtype=dtype, seed=seed)
         )
         self.spec, self.dtype = spec, dtype
-        self._predict, self._steps = None, {}
+        self._predict, self._steps, self.masks = None, {}, None
 
     def _refuse_unsupported(self, features: list[str]) -> None:
         """A feature the plugin declared unsupported fails here, before the plugin is called."""
@@ -162,6 +163,47 @@ class Stack:
         weights = {k: np.asarray(v, dtype=self.dtype) for k, v in weights.items()}
         self.manager.set_weights(WeightsRequest(self.framework.name, self.model, spec, weights))
 
+    def set_masks(self, masks: Mapping[str, Any] | None) -> None:
+        """Pruning masks: arrays of 0 and 1 for trainable weights (canonical names and shapes).
+
+        The masked weights are zeroed now and stay exactly zero through every later training
+        step, whatever the optimizer: the plugin multiplies them by their masks inside its
+        compiled step. Compiled steps (and their optimizer state) start afresh. ``None``
+        removes the masks."""
+        spec = self._need_model()
+        if masks is None:
+            self.masks, self._steps = None, {}
+            return
+        self._refuse_unsupported(["training:masks"])
+        shapes = {p.name: p.shape for p in spec.layout() if p.trainable}
+        checked = {}
+        for name, mask in dict(masks).items():
+            if name not in shapes:
+                raise SdkError(f"mask for '{name}': no trainable weight of that name in the model")
+            mask = np.asarray(mask)
+            if mask.shape != shapes[name]:
+                raise SdkError(f"mask for '{name}' has shape {mask.shape}; the weight has {shapes[name]}")
+            if not np.isin(mask, (0, 1)).all():
+                raise SdkError(f"mask for '{name}' must hold only 0 and 1")
+            checked[name] = mask.astype(self.dtype)
+        weights = self.get_weights()
+        self.set_weights({**weights, **{n: weights[n] * m for n, m in checked.items()}})
+        self.masks, self._steps = checked or None, {}
+
+    def _check_masks(self) -> None:
+        """After training: a plugin that ignored the masks is named, not trusted."""
+        if not self.masks:
+            return
+        weights = self.get_weights()
+        for name, mask in self.masks.items():
+            if np.any(weights[name][mask == 0] != 0):
+                raise PluginError(
+                    self.framework.plugin,
+                    "sdk_make_train_step",
+                    f"its '{self.framework.name}' training step let pruned weights of '{name}' become nonzero "
+                    "(it ignores StepRequest.masks)",
+                )
+
     # -- training ---------------------------------------------------------------------------
     def train_step(
         self, loss: str = "cross_entropy", optimizer: Optimizer | None = None
@@ -173,7 +215,7 @@ class Stack:
         self._refuse_unsupported([f"loss:{key[0]}", f"optimizer:{key[1].name}", f"schedule:{key[1].schedule.kind}"])
         if key not in self._steps:
             self._steps[key] = self.manager.make_train_step(
-                StepRequest(self.framework.name, self.model, spec, self.device, key[0], key[1])
+                StepRequest(self.framework.name, self.model, spec, self.device, key[0], key[1], masks=self.masks)
             )
         return self._steps[key]
 
@@ -244,7 +286,9 @@ class Stack:
             loop.every = checkpoint_every
             loop.checkpoint = lambda position: self._checkpoint(checkpoints, run, key, position)
         evaluate = None if validation_data is None else lambda: self.evaluate(*validation_data, loss=loss)
-        return loop.run(epochs, evaluate, bool(progress), on_epoch, None if found is None else found[2])
+        history = loop.run(epochs, evaluate, bool(progress), on_epoch, None if found is None else found[2])
+        self._check_masks()
+        return history
 
     def _checkpoint(self, checkpoints: Checkpoints, run: Run, key: tuple[str, Optimizer], position: Position) -> None:
         checkpoints.save(self.get_weights(), self.optimizer_state(*key), run, position, self.framework.name)

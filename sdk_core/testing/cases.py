@@ -108,7 +108,7 @@ ALL_FEATURES = (
     | {f"optimizer:{o}" for o in OPTIMIZERS}
     | {f"loss:{l}" for l in LOSSES}
     | {f"schedule:{s}" for s in SCHEDULES if s != "constant"}
-    | {"dtype:float64"}
+    | {"dtype:float64", "training:masks"}
 )
 
 

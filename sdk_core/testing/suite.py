@@ -245,6 +245,42 @@ class ConformanceSuite:
             checked.append(other)
         assert REFERENCE in checked or self.framework == REFERENCE, "the reference must be installed alongside"
 
+    # -- compression ---------------------------------------------------------------------------
+    @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+    def test_pruning_masks_hold_through_training(self, optimizer):
+        """Masked weights stay exactly zero after every step (Adam's too); the others train."""
+        spec = LAYER_CASES["lenet_like"].spec
+        self._needs(LAYER_CASES["lenet_like"].features | {f"optimizer:{optimizer}", "training:masks"})
+        stack = self._stack(spec, random_weights(spec, seed=6))
+        rng = np.random.default_rng(7)
+        masks = {p.name: (rng.random(p.shape) > 0.7).astype(np.float32) for p in spec.layout() if len(p.shape) >= 2}
+        stack.set_masks(masks)
+        rule = sdk_core.Optimizer(optimizer, lr=0.05, momentum=0.9 if optimizer == "sgd" else 0.0)
+        x, y = inputs(spec, 16, seed=8), targets(spec, "cross_entropy", 16, seed=9)
+        before = stack.get_weights()
+        stack.fit(x, y, epochs=2, batch_size=4, optimizer=rule)
+        after = stack.get_weights()
+        for name, mask in masks.items():
+            assert (after[name][mask == 0] == 0).all(), f"pruned entries of '{name}' moved"
+            assert (after[name][mask == 1] != before[name][mask == 1]).any(), f"'{name}' did not train"
+
+    def test_compressed_file_serves_like_the_reference(self, tmp_path):
+        """A ``.sdkz`` file (pruned, weight-shared) made on the reference gives the same
+        outputs here."""
+        from sdk_core import compress
+
+        spec = LAYER_CASES["lenet_like"].spec
+        self._needs(LAYER_CASES["lenet_like"].features)
+        reference = self._reference(spec, random_weights(spec, seed=10))
+        compress.prune(reference, 0.8)
+        books = compress.share_weights(reference, {"conv": 6, "dense": 4})
+        path = tmp_path / "model.sdkz"
+        compress.save_compressed(reference, path, books)
+        served = compress.load(path, self.framework, self.device)
+        x = inputs(spec, seed=11)
+        np.testing.assert_allclose(served.predict(x), reference.predict(x), rtol=self.forward_rtol, atol=1e-4)
+        assert set(served.masks or {}) == set(reference.masks or {})
+
     # -- end to end ----------------------------------------------------------------------------
     lenet_epochs: ClassVar[int] = 8
 

@@ -70,33 +70,38 @@ def train_step(request: StepRequest) -> Step:
     loss_of = loss_fn(request.loss)
     opt_state = [tx.init(model.params)]
 
-    def core(params, state, opt_state, key, x, y):
+    # pruning masks, applied inside the compiled update (an argument, not a baked-in constant)
+    masks = {n: model.put(np.asarray(m, np.float32)) for n, m in (request.masks or {}).items()}
+
+    def core(params, state, opt_state, key, x, y, masks):
         def objective(p):
             out, new_state = model.apply(p, state, x, True, key)
             return loss_of(out, y), new_state
 
         (loss, state), grads = jax.value_and_grad(objective, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), state, opt_state, loss
+        params = optax.apply_updates(params, updates)
+        params = {n: p * masks[n] if n in masks else p for n, p in params.items()}
+        return params, state, opt_state, loss
 
     if _has_dropout(request.spec):
 
         @partial(jax.jit, donate_argnums=(0, 1, 2, 3))
-        def update(params, state, opt_state, key, x, y):
+        def update(params, state, opt_state, key, x, y, masks):
             key, sub = jax.random.split(key)
-            return (*core(params, state, opt_state, sub, x, y), key)
+            return (*core(params, state, opt_state, sub, x, y, masks), key)
 
         def step(x: np.ndarray, y: np.ndarray) -> jax.Array:
             model.params, model.state, opt_state[0], loss, model.key = update(
-                model.params, model.state, opt_state[0], model.key, x, y
+                model.params, model.state, opt_state[0], model.key, x, y, masks
             )
             return loss
     else:
         key = model.key
-        update = jax.jit(lambda p, s, o, x, y: core(p, s, o, key, x, y), donate_argnums=(0, 1, 2))
+        update = jax.jit(lambda p, s, o, x, y, m: core(p, s, o, key, x, y, m), donate_argnums=(0, 1, 2))
 
         def step(x: np.ndarray, y: np.ndarray) -> jax.Array:
-            model.params, model.state, opt_state[0], loss = update(model.params, model.state, opt_state[0], x, y)
+            model.params, model.state, opt_state[0], loss = update(model.params, model.state, opt_state[0], x, y, masks)
             return loss
 
     return Step(step, opt_state, request.optimizer, model.device)

@@ -98,6 +98,11 @@ def train_step(request: StepRequest) -> Step:
     grad_fn = ms.value_and_grad(forward, None, params)
     native = native_sgd(o, params)
     step = Step(model, request, params, native)
+    masked, masks = _masks(model, request.masks or {})
+
+    def apply_masks():  # pruned weights stay exactly zero, inside the compiled graph
+        for p, m in zip(masked, masks):  # noqa: B905 (MindSpore graphs know no strict=)
+            ops.assign(p, p * m)
 
     if native is not None:  # MindSpore's SGD: the graph takes the batch only
 
@@ -105,6 +110,7 @@ def train_step(request: StepRequest) -> Step:
         def update_native(x, y):
             loss, grads = grad_fn(x, y)
             native(grads)
+            apply_masks()
             return loss
 
         step.run = lambda x, y, scalars: update_native(x, y)
@@ -116,10 +122,18 @@ def train_step(request: StepRequest) -> Step:
     def update(x, y, scalars):
         loss, grads = grad_fn(x, y)
         apply_rule(grads, scalars[0], scalars[1], scalars[2])
+        apply_masks()
         return loss
 
     step.run = update
     return step
+
+
+def _masks(model: MsModel, masks: Mapping[str, np.ndarray]) -> tuple[list, list]:
+    """The masked Parameters and their masks in the Parameters' layout."""
+    pairs = [model.params[n] for n in masks]
+    values = [Tensor(np.ascontiguousarray(m.T if t else m, np.float32)) for (_, t), m in zip(pairs, masks.values())]  # noqa: B905
+    return [p for p, _ in pairs], values
 
 
 class Step:

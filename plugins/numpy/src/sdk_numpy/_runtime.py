@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -54,19 +54,25 @@ class NumpyModel:
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         self.params.update({k: np.array(v, dtype=self.dtype) for k, v in weights.items()})
 
-    def train_step(self, loss: str, optimizer: Optimizer) -> Step:
-        return Step(self, loss, Updater(optimizer, self.trainable))
+    def train_step(self, loss: str, optimizer: Optimizer, masks: Mapping[str, np.ndarray] | None = None) -> Step:
+        return Step(self, loss, Updater(optimizer, self.trainable), masks)
 
 
 class Step:
     """``step(x, y) -> loss``: one update; ``get_state`` / ``set_state`` for checkpoints."""
 
-    def __init__(self, model: NumpyModel, loss: str, updater: Updater) -> None:
+    def __init__(
+        self, model: NumpyModel, loss: str, updater: Updater, masks: Mapping[str, np.ndarray] | None = None
+    ) -> None:
         self.model, self.loss, self.updater = model, loss, updater
+        self.masks = {n: np.asarray(m, model.dtype) for n, m in (masks or {}).items()}
 
     def __call__(self, x: Any, y: Any) -> float:
         value, grads = self.model.loss_and_grads(x, y, self.loss)
-        self.updater(self.model.params, grads)
+        params = self.model.params
+        self.updater(params, grads)
+        for name, mask in self.masks.items():  # pruned weights stay exactly zero
+            params[name] *= mask
         return value
 
     def get_state(self) -> OptimizerState:
@@ -81,7 +87,7 @@ def build(request: BuildRequest) -> NumpyModel:
 
 
 def train_step(request: StepRequest) -> Step:
-    return request.model.train_step(request.loss, request.optimizer)
+    return request.model.train_step(request.loss, request.optimizer, request.masks)
 
 
 def predict(model: NumpyModel) -> Callable[[Any], np.ndarray]:

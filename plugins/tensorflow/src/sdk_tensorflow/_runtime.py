@@ -89,6 +89,12 @@ def train_step(request: StepRequest) -> Step:
     with tf.device(model.device):
         optimizer.build(weights)
     y_dtype = tf.int64 if request.loss == "cross_entropy" else model.dtype
+    # pruning masks in the variables' layout, applied inside the compiled update
+    with tf.device(model.device):
+        masked = [
+            (model.vars[n][0], tf.constant(m.transpose(model.vars[n][1][0]) if model.vars[n][1] else m, model.dtype))
+            for n, m in (request.masks or {}).items()
+        ]
 
     # traced for the batch size first seen (static shapes let TensorFlow fold the loss mean
     # and its gradient), once more with a free batch axis for any other size
@@ -99,6 +105,8 @@ def train_step(request: StepRequest) -> Step:
                 loss = loss_of(module(x, training=True), y)
             if weights:
                 optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
+            for var, mask in masked:
+                var.assign(var * mask)
             return loss
 
     x_np, y_np = model.in_dtype.as_numpy_dtype, y_dtype.as_numpy_dtype

@@ -97,6 +97,15 @@ class Step:
         self.loss_of = loss_fn(request.loss)
         self.targets_dtype = torch.long if request.loss == "cross_entropy" else self.model.dtype
         self.count = 0
+        # pruning masks in the native layout, applied after each update in one fused call
+        masks = request.masks or {}
+        self.masked = [self.params[n] for n in masks]
+        self.masks = [
+            torch.from_numpy(np.ascontiguousarray(m.T if n in self.model.transposed else m)).to(
+                self.model.device, self.model.dtype
+            )
+            for n, m in masks.items()
+        ]
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
         module, model = self.module, self.model
@@ -110,6 +119,9 @@ class Step:
             self.native.step()
             if self.schedule is not None:
                 self.schedule.step()
+            if self.masks:
+                with torch.no_grad():
+                    torch._foreach_mul_(self.masked, self.masks)
         self.count += 1
         return loss.detach()
 
