@@ -21,6 +21,7 @@ from .plugins.records import DeviceInfo, FrameworkInfo, MemoryReading, PowerRead
 from .version import API_VERSION, __version__
 
 if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
+    from . import compress
     from .model import zoo
     from .model.data import counting_text, digits
     from .model.optim import LOSSES, OPTIMIZERS, Optimizer, OptimizerState, Schedule
@@ -87,6 +88,8 @@ _HOME = {name: module for module, names in _LAZY.items() for name in names}
 def __getattr__(name: str) -> Any:
     if name == "zoo":
         return importlib.import_module(".model.zoo", __name__)
+    if name == "compress":
+        return importlib.import_module(".compress", __name__)
     if name in _HOME:
         value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
         globals()[name] = value
@@ -142,6 +145,7 @@ __all__ = [
     "WeightsError",
     "WeightsRequest",
     "__version__",
+    "compress",
     "configure",
     "counting_text",
     "digits",
