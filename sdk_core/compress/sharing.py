@@ -134,11 +134,16 @@ def share_weights(
     return books
 
 
-def _apply(stack: Stack, books: Mapping[str, Codebook]) -> None:
+def _apply(
+    stack: Stack, books: Mapping[str, Codebook], weights: Mapping[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Set the shared tensors over ``weights`` (default: the stack's current weights); returns
+    every weight as set, so a caller need not read them back."""
     masks = stack.masks or {}
-    weights = stack.get_weights()
-    weights.update({n: b.weights(masks.get(n)) for n, b in books.items()})
-    stack.set_weights(weights)
+    out = dict(stack.get_weights() if weights is None else weights)
+    out.update({n: b.weights(masks.get(n)) for n, b in books.items()})
+    stack.set_weights(out)
+    return out
 
 
 def _finetune(
@@ -150,11 +155,11 @@ def _finetune(
     step = stack.train_step("cross_entropy", Optimizer("sgd", lr=lr))
     masks = stack.masks or {}
     rng = np.random.default_rng(seed)
+    before = stack.get_weights()  # after each step: what _apply set, not read back again
     for _ in range(epochs):
         order = rng.permutation(len(x))
         for start in range(0, len(x), batch_size):
             batch = order[start : start + batch_size]
-            before = stack.get_weights()
             float(step(x[batch], y[batch]))
             after = stack.get_weights()
             for name, book in list(books.items()):
@@ -164,5 +169,5 @@ def _finetune(
                 )
                 centroids = (book.centroids + moved).astype(np.float16).astype(np.float32)
                 books[name] = attrs.evolve(book, centroids=centroids)
-            _apply(stack, books)
+            before = _apply(stack, books, after)
     return books

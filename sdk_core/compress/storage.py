@@ -103,9 +103,17 @@ def load(
     """A stack on ``framework``/``device`` holding a ``.sdkz`` (or safetensors) model's
     canonical float weights; a compressed file's masks are set (where the framework supports
     masks), so fine-tuning keeps them."""
-    stack = Stack(framework, device, manager=manager).load(os.fspath(path))
-    if sdkz.is_sdkz(path) and "training:masks" not in stack.framework.unsupported:
-        masks = sdkz.read(path)[1]
-        if masks:
-            stack.set_masks(masks)
+    stack = Stack(framework, device, manager=manager)
+    if not sdkz.is_sdkz(path):
+        return stack.load(os.fspath(path))
+    masks: dict[str, np.ndarray] = {}
+
+    def read() -> dict[str, np.ndarray]:  # the file is decoded once, for weights and masks
+        weights, found, _ = sdkz.read(path)
+        masks.update(found)
+        return weights
+
+    stack._load(os.fspath(path), read)
+    if masks and "training:masks" not in stack.framework.unsupported:
+        stack.set_masks(masks)
     return stack

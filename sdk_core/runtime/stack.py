@@ -359,6 +359,10 @@ class Stack:
         """Load weights saved by any framework. Builds the file's spec if nothing is built
         yet; otherwise the file must match the built model. The file's header (its tensor
         names and shapes) is checked against the spec before anything is built or read."""
+        return self._load(path, lambda: load_weights(path)[0])
+
+    def _load(self, path: str, read: Callable[[], Mapping[str, np.ndarray]]) -> Stack:
+        """:meth:`load`, with the tensors from ``read()`` (called once the header checks pass)."""
         shapes, meta = read_header(path)
         spec = self.spec
         if spec is None:
@@ -374,8 +378,7 @@ class Stack:
             raise WeightsError(str(exc)) from None
         if self.spec is None:
             self._build(spec, 0, self.dtype)
-        weights, _ = load_weights(path)
-        self.set_weights(weights, what=f"weights in '{path}'")
+        self.set_weights(read(), what=f"weights in '{path}'")
         return self
 
 
