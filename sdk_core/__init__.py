@@ -21,7 +21,7 @@ from .plugins.records import DeviceInfo, FrameworkInfo, MemoryReading, PowerRead
 from .version import API_VERSION, __version__
 
 if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
-    from . import compress
+    from . import compress, export
     from .model import zoo
     from .model.data import counting_text, digits
     from .model.optim import LOSSES, OPTIMIZERS, Optimizer, OptimizerState, Schedule
@@ -48,7 +48,14 @@ if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
         TransformerBlock,
     )
     from .model.weights import load_weights, save_weights
-    from .plugins.requests import BuildRequest, OptimizerStateRequest, PredictRequest, StepRequest, WeightsRequest
+    from .plugins.requests import (
+        BuildRequest,
+        OptimizerStateRequest,
+        PredictRequest,
+        QuantizeRequest,
+        StepRequest,
+        WeightsRequest,
+    )
     from .runtime.select import usable_stacks
     from .runtime.stack import History, Stack, load_spec
 
@@ -80,7 +87,14 @@ _LAZY = {
     "runtime.stack": ("History", "Stack", "load_spec"),
     "runtime.select": ("usable_stacks",),
     "model.weights": ("load_weights", "save_weights"),
-    "plugins.requests": ("BuildRequest", "OptimizerStateRequest", "PredictRequest", "StepRequest", "WeightsRequest"),
+    "plugins.requests": (
+        "BuildRequest",
+        "OptimizerStateRequest",
+        "PredictRequest",
+        "QuantizeRequest",
+        "StepRequest",
+        "WeightsRequest",
+    ),
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -88,8 +102,8 @@ _HOME = {name: module for module, names in _LAZY.items() for name in names}
 def __getattr__(name: str) -> Any:
     if name == "zoo":
         return importlib.import_module(".model.zoo", __name__)
-    if name == "compress":
-        return importlib.import_module(".compress", __name__)
+    if name in ("compress", "export"):
+        return importlib.import_module(f".{name}", __name__)
     if name in _HOME:
         value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
         globals()[name] = value
@@ -131,6 +145,7 @@ __all__ = [
     "PluginStatus",
     "PowerReading",
     "PredictRequest",
+    "QuantizeRequest",
     "ReLU",
     "Schedule",
     "SdkError",
@@ -149,6 +164,7 @@ __all__ = [
     "configure",
     "counting_text",
     "digits",
+    "export",
     "get_manager",
     "hookimpl",
     "load_spec",

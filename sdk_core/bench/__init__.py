@@ -19,6 +19,7 @@ from .results import (
     Memory,
     Phase,
     StackResult,
+    fastest_inference,
     format_report,
     recommend,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "Phase",
     "StackResult",
     "Summary",
+    "fastest_inference",
     "format_report",
     "is_out_of_memory",
     "percentile",

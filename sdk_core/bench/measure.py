@@ -230,25 +230,75 @@ def _bench_stack(
     settings: dict[str, Any],
     manager: PluginManager,
     progress: Callable[[str], None],
-) -> StackResult:
-
+) -> list[StackResult]:
+    """The stack's result, and that of its int8 model where the framework makes one."""
     dtype, loss = settings["dtype"], settings["loss"]
-    peak = device.peak_flops.get(dtype)
     base: dict[str, Any] = dict(
         framework=framework.name,
         version=framework.version or "",
         device=device.id,
         device_name=device.name,
-        peak_flops=peak,
+        peak_flops=device.peak_flops.get(dtype),
     )
     try:
         stack = Stack(framework.name, device.id, manager=manager)
         stack.build(spec, seed=settings["seed"], dtype=dtype)
-        step = stack.train_step(loss, settings["optimizer"])
+        if settings["weights"] is not None:
+            stack.set_weights(settings["weights"])
+        step = stack.train_step(loss, settings["optimizer"]) if framework.trains else None
     except Exception as exc:
         status = "out of memory" if is_out_of_memory(exc) else "error"
         progress(f"{framework.name}/{device.id}: {status}: {_first_line(exc)}")
-        return StackResult(**base, status=status, reason=_first_line(exc))
+        return [StackResult(**base, status=status, reason=_first_line(exc))]
+    out = [_result(base, stack, step, spec, settings, manager, progress)]
+    if "int8" in framework.capabilities and settings["int8"]:
+        try:
+            int8 = stack.quantize(settings["calibration"])
+        except Exception as exc:
+            progress(f"{framework.name}/{device.id} int8: error: {_first_line(exc)}")
+            return out + [StackResult(**base, precision="int8", status="error", reason=_first_line(exc))]
+        out.append(_result(base, int8, None, spec, settings, manager, progress))
+    return out
+
+
+def _result(
+    base: dict[str, Any],
+    stack: Stack,
+    step: Callable[[np.ndarray, np.ndarray], Any] | None,
+    spec: ModelSpec,
+    settings: dict[str, Any],
+    manager: PluginManager,
+    progress: Callable[[str], None],
+) -> StackResult:
+    evaluation = settings["evaluation"]  # before the training phase changes the weights
+    accuracy = None if evaluation is None else stack.evaluate(*evaluation).get("accuracy")
+    data = stack.serialized()  # the file the stack runs from, or its canonical float weights
+    size = len(data) if data is not None else sum(v.nbytes for v in stack.get_weights().values())
+    batches = _measure(stack, step, spec, settings, manager, progress)
+    choice, text = recommend(batches) if step is not None else (None, "inference only: no training batch size")
+    return StackResult(
+        **base,
+        precision=stack.precision,
+        batches=tuple(batches),
+        recommended_batch_size=choice,
+        recommendation=text,
+        model_bytes=size,
+        accuracy=accuracy,
+    )
+
+
+def _measure(
+    stack: Stack,
+    step: Callable[[np.ndarray, np.ndarray], Any] | None,
+    spec: ModelSpec,
+    settings: dict[str, Any],
+    manager: PluginManager,
+    progress: Callable[[str], None],
+) -> list[BatchResult]:
+    """Every batch size on one stack: training (when ``step`` is given) and inference."""
+    dtype, loss, device = settings["dtype"], settings["loss"], stack.device
+    peak = device.peak_flops.get(dtype)
+    label = f"{stack.framework.name}/{device.id}" + (" int8" if stack.precision == "int8" else "")
     meter = _Meter(manager, device)
     timing = {k: settings[k] for k in ("warmup", "steps", "repeats", "min_time")}
     results: list[BatchResult] = []
@@ -260,6 +310,8 @@ def _bench_stack(
         return data
 
     def train(batch: int, data: list[Any]) -> Phase:
+        if step is None:
+            return Phase("unsupported", "inference only")
         x, y = batch_data(batch, data)
         return _phase("train", lambda: step(x, y), float, batch, training_flops(spec), peak, meter, **timing)
 
@@ -288,11 +340,9 @@ def _bench_stack(
                 stopped[kind] = batch
         data.clear()
         results.append(BatchResult(batch, phases["train"], phases["infer"]))
-        progress(
-            f"{framework.name}/{device.id} batch {batch}: " + ", ".join(f"{k} {_short(p)}" for k, p in phases.items())
-        )
-    choice, text = recommend(results)
-    return StackResult(**base, batches=tuple(results), recommended_batch_size=choice, recommendation=text)
+        shown = [f"{k} {_short(p)}" for k, p in phases.items() if p.status != "unsupported"]
+        progress(f"{label} batch {batch}: " + ", ".join(shown))
+    return results
 
 
 def _short(phase: Phase) -> str:
@@ -324,12 +374,15 @@ def check_settings(
 def select_stacks(
     manager: PluginManager, framework: str = "all", device: str = "all"
 ) -> list[tuple[FrameworkInfo, DeviceInfo]]:
-    """The usable pairs for a framework name (or ``all``) and a device id (or ``all``)."""
+    """The usable pairs for framework names (comma-separated, or ``all``) and a device id (or
+    ``all``)."""
 
     pairs = usable_stacks(manager)
     if framework != "all":
-        manager.framework(framework)  # a clear error for an unknown or missing framework
-        pairs = [p for p in pairs if p[0].name == framework]
+        names = [n.strip() for n in framework.split(",") if n.strip()]
+        for name in names:
+            manager.framework(name)  # a clear error for an unknown or missing framework
+        pairs = [p for p in pairs if p[0].name in names]
     if device != "all":
         wanted = manager.device(device)
         pairs = [p for p in pairs if p[1].id == wanted.id]
@@ -357,12 +410,23 @@ def run(
     seed: int = 0,
     manager: PluginManager | None = None,
     progress: Callable[[str], None] | None = None,
+    weights: Mapping[str, np.ndarray] | None = None,
+    evaluation: tuple[Any, Any] | None = None,
+    calibration: Any = None,
+    int8: bool = True,
 ) -> BenchReport:
     """Benchmark ``spec`` on ``stacks`` (``[(framework, device id), ...]``; ``None``: every
     usable pair) at each batch size; see the module docstring for what and how.
 
     ``steps`` calls per repeat (``None``: enough for ``min_time`` seconds), ``warmup`` untimed
     calls first, ``repeats`` timed repeats. ``progress`` receives one line per batch size.
+
+    Every stack runs ``weights`` (canonical; default: the spec's initial weights). With
+    ``evaluation`` (inputs, labels) each result holds its accuracy there. A framework with the
+    ``int8`` capability (onnxruntime) is measured a second time as an int8 model quantized
+    from ``calibration`` inputs (default: 256 random inputs), unless ``int8`` is false:
+    accuracy, model size and latency of float32 and int8 side by side. Inference-only
+    frameworks report their training phases as ``unsupported``.
     """
 
     manager = manager or get_manager()
@@ -381,7 +445,15 @@ def run(
                     f"framework '{fw}' cannot run on {device.id} (it drives: {', '.join(info.device_kinds)})"
                 )
             pairs.append((info, device))
+    if weights is not None:
+        spec.check_weights(dict(weights))
+    if calibration is None:
+        calibration = make_batch(spec, loss, 256, dtype, seed)[0]
     settings = dict(
+        weights=weights,
+        evaluation=evaluation,
+        calibration=calibration,
+        int8=int8,
         dtype=dtype,
         loss=loss,
         optimizer=optimizer,
@@ -392,7 +464,11 @@ def run(
         repeats=repeats,
         min_time=min_time,
     )
-    results = tuple(_bench_stack(fw, dev, spec, settings, manager, progress or (lambda _: None)) for fw, dev in pairs)
+    results = tuple(
+        result
+        for fw, dev in pairs
+        for result in _bench_stack(fw, dev, spec, settings, manager, progress or (lambda _: None))
+    )
     return BenchReport(
         model=spec.name or "model",
         parameters=spec.param_count(),

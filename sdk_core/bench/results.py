@@ -52,7 +52,8 @@ class Energy:
 class Phase:
     """Training or inference at one batch size.
 
-    ``status`` is ``ok``, ``out of memory``, ``skipped`` or ``error`` (with ``reason``).
+    ``status`` is ``ok``, ``out of memory``, ``skipped``, ``unsupported`` (training on an
+    inference-only stack) or ``error`` (with ``reason``).
     ``samples_per_s`` summarises the repeats; ``step_s`` the mean time of one call per repeat;
     ``latency`` (inference only) the percentiles over every call. ``None`` figures are
     unavailable; ``notes`` says why.
@@ -107,7 +108,10 @@ class BatchResult:
 
 @attrs.frozen
 class StackResult:
-    """One (framework, device) pair: its batch sizes and the recommended one."""
+    """One (framework, device) pair at one precision (its dtype, or ``int8`` for the int8
+    model of a framework that makes one): its batch sizes, the recommended one, the size of
+    the model it runs (``model_bytes``: its ONNX file for onnxruntime, else the canonical
+    float weights) and its ``accuracy`` on the evaluation data, when given."""
 
     framework: str
     version: str
@@ -119,14 +123,29 @@ class StackResult:
     batches: tuple[BatchResult, ...] = ()
     recommended_batch_size: int | None = None
     recommendation: str = ""
+    precision: str = "float32"
+    model_bytes: int | None = None
+    accuracy: float | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.framework}/{self.device}"
+        return f"{self.framework}/{self.device}" + (" int8" if self.precision == "int8" else "")
+
+    @property
+    def trains(self) -> bool:
+        return any(b.train.status != "unsupported" for b in self.batches)
+
+    def p50(self, batch_size: int) -> float | None:
+        """Median inference latency at ``batch_size``, if measured."""
+        for b in self.batches:
+            if b.batch_size == batch_size and b.infer.ok and b.infer.latency is not None:
+                return b.infer.latency.p50
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self, recurse=False)
-        data["peak_flops"] = _or_unavailable(self.peak_flops)
+        for name in ("peak_flops", "model_bytes", "accuracy"):
+            data[name] = _or_unavailable(getattr(self, name))
         data["batches"] = [b.to_dict() for b in self.batches]
         return {"stack": self.name, **data}
 
@@ -155,6 +174,7 @@ class BenchReport:
         data["batch_sizes"] = list(self.batch_sizes)
         data["steps"] = "auto" if self.steps is None else self.steps
         data["stacks"] = [s.to_dict() for s in self.stacks]
+        data["fastest_inference"] = fastest_inference(self.stacks, self.batch_sizes)
         data["recommend_rule"] = (
             f"smallest batch size reaching {RECOMMEND_SHARE:.0%} of the best median training throughput"
         )
@@ -181,6 +201,24 @@ def recommend(batches: Sequence[BatchResult]) -> tuple[int | None, str]:
     if oom:
         text += f"; batch {oom[0]} ran out of memory"
     return choice, text
+
+
+def fastest_inference(stacks: Sequence[StackResult], batch_sizes: Sequence[int]) -> list[dict[str, Any]]:
+    """Per batch size: the stack with the lowest median inference latency, and the best stack
+    that also trains, with how many times faster the first is."""
+    out = []
+    for batch in batch_sizes:
+        timed = [(s.p50(batch), s) for s in stacks if s.status == "ok" and s.p50(batch) is not None]
+        if not timed:
+            continue
+        best_s, best = min(timed, key=lambda t: t[0])  # type: ignore[arg-type,return-value]  # None filtered out
+        trainers = [t for t in timed if t[1].trains]
+        entry: dict[str, Any] = {"batch_size": batch, "stack": best.name, "p50_s": best_s}
+        if trainers:
+            train_s, trainer = min(trainers, key=lambda t: t[0])  # type: ignore[arg-type,return-value]  # None filtered out
+            entry.update(best_training_stack=trainer.name, its_p50_s=train_s, speedup=train_s / best_s)  # type: ignore[operator]
+        out.append(entry)
+    return out
 
 
 # -- text ---------------------------------------------------------------------------------------
@@ -260,6 +298,22 @@ def _row(name: str, batch: int, phase: Phase, width: int) -> list[Any]:
     ]
 
 
+def _served_table(report: BenchReport) -> str:
+    """Per stack: precision, model size, accuracy and median latency at each batch size."""
+    rows = [
+        [
+            s.name,
+            s.precision,
+            "n/a" if s.model_bytes is None else _bytes(Memory(s.model_bytes, "")),
+            "n/a" if s.accuracy is None else f"{s.accuracy:.4f}",
+            *(_ms(s.p50(b)) for b in report.batch_sizes),
+        ]
+        for s in report.stacks
+        if s.status == "ok"
+    ]
+    return table(rows, ("stack", "precision", "model", "accuracy", *(f"p50 ms @{b}" for b in report.batch_sizes)))
+
+
 def format_report(report: BenchReport) -> str:
     """Two tables (training, inference), then one recommendation per stack and the notes."""
     train_rows, infer_rows, lines, notes = [], [], [], []
@@ -269,7 +323,8 @@ def format_report(report: BenchReport) -> str:
             lines.append(f"{s.name}: {s.status}: {s.reason}")
             continue
         for b in s.batches:
-            train_rows.append(_row(s.name, b.batch_size, b.train, len(TRAIN_COLUMNS)))
+            if b.train.status != "unsupported":
+                train_rows.append(_row(s.name, b.batch_size, b.train, len(TRAIN_COLUMNS)))
             infer_rows.append(_row(s.name, b.batch_size, b.infer, len(INFER_COLUMNS)))
             for phase in (b.train, b.infer):
                 notes += [n for n in phase.notes if n not in notes]
@@ -286,7 +341,15 @@ def format_report(report: BenchReport) -> str:
     ]
     if train_rows:
         out += ["training", table(train_rows, TRAIN_COLUMNS), ""]
+    if infer_rows:
         out += ["inference", table(infer_rows, INFER_COLUMNS), ""]
+        out += ["models served", _served_table(report), ""]
+        for f in fastest_inference(report.stacks, report.batch_sizes):
+            text = f"fastest inference at batch {f['batch_size']}: {f['stack']} ({_ms(f['p50_s'])} ms)"
+            if "speedup" in f and f["best_training_stack"] != f["stack"]:
+                text += f", {f['speedup']:.1f}x faster than {f['best_training_stack']}, the best that trains"
+            out.append(text)
+        out.append("")
     out += lines
     if noisy:
         out.append(

@@ -1,4 +1,4 @@
-"""The ``sdk`` command: plugins, devices, stacks, doctor, train, predict, bench, compress.
+"""The ``sdk`` command: plugins, devices, stacks, doctor, train, predict, bench, compress, export.
 
 Tables for people, ``--json`` for scripts; on bad input one line on stderr and exit code 1.
 Each module registers one group of subcommands (``add_commands``); plugins add theirs through
@@ -24,6 +24,7 @@ GROUPS = {
     "train": ("train", "predict"),
     "bench": ("bench",),
     "compress": ("compress",),
+    "export": ("export",),
 }
 
 

@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SdkError
 from ..plugins.manager import get_manager
+
+if TYPE_CHECKING:
+    from ..model.spec import ModelSpec
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
@@ -22,6 +26,18 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _digits(spec: ModelSpec, seed: int) -> tuple[Any, Any]:
+    """``(evaluation, calibration)`` from the digits data when the model takes it (the test
+    split and 256 training inputs), else ``(None, None)``: no accuracy, random calibration."""
+    from .common import digits_for
+
+    try:
+        x_train, _, x_test, y_test = digits_for(spec, seed)
+    except (SdkError, ImportError):  # another input shape, or no scikit-learn
+        return None, None
+    return (x_test, y_test), x_train[:256]
+
+
 def bench(args: argparse.Namespace) -> int:
     """``sdk bench``: measure every usable stack (or the one named) over a batch sweep."""
     from ..bench.measure import check_settings, run, select_stacks
@@ -29,7 +45,14 @@ def bench(args: argparse.Namespace) -> int:
     from ..bench.results import format_report
     from ..model import zoo
 
-    spec = zoo.resolve(args.model)
+    weights = evaluation = calibration = None
+    if args.weights:
+        from ..export.writer import read_model
+
+        spec, weights, _ = read_model(args.weights)
+        evaluation, calibration = _digits(spec, args.seed)
+    else:
+        spec = zoo.resolve(args.model)
     check_settings(args.batch_sizes, args.warmup, args.repeats, args.steps, args.min_time)
     if args.plot:  # fail before measuring, not after
         require_matplotlib()
@@ -52,6 +75,10 @@ def bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         manager=manager,
         progress=None if args.json else progress,
+        weights=weights,
+        evaluation=evaluation,
+        calibration=calibration,
+        int8=not args.no_int8,
     )
     if args.plot:
         plot_report(report, args.plot)
@@ -72,7 +99,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--model", default="mlp", help="mlp (default), lenet5, gpt or a spec .json file")
-    p.add_argument("--framework", default="all", help="framework name, or all (default)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="run this saved model (.safetensors or .sdkz) instead of --model; reports its digits accuracy per stack",
+    )
+    p.add_argument("--no-int8", action="store_true", help="skip the int8 model of frameworks that make one")
+    p.add_argument("--framework", default="all", help="framework names (comma-separated), or all (default)")
     p.add_argument("--device", default="all", help="device such as cpu or cuda:0, or all (default)")
     p.add_argument(
         "--batch-sizes",

@@ -82,16 +82,21 @@ def add_stack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--policy", default="accelerator", choices=POLICIES, help="how --framework auto chooses (default: accelerator)"
     )
-    p.add_argument("--strict", action="store_true", help="fail rather than fall back to the cpu")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail rather than fall back to the cpu (or to another backend, such as an execution provider)",
+    )
 
 
-def stack_from(args: argparse.Namespace, spec: ModelSpec | None = None) -> Stack:
-    """The stack ``add_stack_options`` describes."""
+def stack_from(args: argparse.Namespace, spec: ModelSpec | None = None, task: str = "train") -> Stack:
+    """The stack ``add_stack_options`` describes, for ``task`` (``train`` or ``infer``: then
+    inference-only frameworks such as onnxruntime are candidates for ``auto``)."""
     from ..runtime.stack import Stack
 
     if args.framework == "auto":
-        return Stack.auto(args.policy, spec=spec, device=args.device, strict=args.strict)
-    stack = Stack(args.framework, args.device or "cpu")
+        return Stack.auto(args.policy, spec=spec, device=args.device, strict=args.strict, task=task)
+    stack = Stack(args.framework, args.device or "cpu", strict=args.strict)
     if args.strict and stack.device.kind == "cpu":
         raise SdkError(f"strict: {args.framework}/{stack.device.id} is not an accelerator")
     return stack

@@ -8,6 +8,7 @@ import platform
 from typing import Any
 
 from ..plugins.manager import get_manager
+from ..plugins.records import FrameworkInfo
 from ..runtime.console import table
 from ..runtime.select import usable_stacks
 from ..version import __version__
@@ -32,12 +33,16 @@ def plugins(args: argparse.Namespace) -> int:
 
 
 def devices(args: argparse.Namespace) -> int:
-    """``sdk devices``: probed devices and the frameworks that can drive each."""
+    """``sdk devices``: probed devices, the frameworks that can drive each and, where a
+    framework names them, the backends it runs there (ONNX Runtime's execution providers)."""
     m = get_manager()
     devices = m.devices()
-    drivers = {
-        d.id: [f.name for f in m.frameworks().values() if f.installed and d.kind in f.device_kinds] for d in devices
-    }
+    drivers = {d.id: [f for f in m.frameworks().values() if f.installed and d.kind in f.device_kinds] for d in devices}
+
+    def label(f: FrameworkInfo, kind: str) -> str:
+        backends = f.backends.get(kind, ())
+        return f"{f.name} ({', '.join(backends)})" if backends else f.name
+
     rows = [
         (
             d.id,
@@ -46,24 +51,39 @@ def devices(args: argparse.Namespace) -> int:
             gib(d.memory_total),
             gib(d.memory_free),
             d.compute_units,
-            ", ".join(drivers[d.id]) or "-",
+            ", ".join(label(f, d.kind) for f in drivers[d.id]) or "-",
             d.plugin,
         )
         for d in devices
     ]
-    data = [{**d.to_dict(), "frameworks": drivers[d.id]} for d in devices]
+    data = [
+        {
+            **d.to_dict(),
+            "frameworks": [f.name for f in drivers[d.id]],
+            "backends": {f.name: list(f.backends.get(d.kind, ())) for f in drivers[d.id] if f.backends.get(d.kind)},
+        }
+        for d in devices
+    ]
     return emit(
         args, data, table(rows, ("device", "vendor", "name", "memory", "free", "units", "frameworks", "plugin"))
     )
 
 
 def stacks(args: argparse.Namespace) -> int:
-    """``sdk stacks``: usable (framework, device) pairs, best first."""
+    """``sdk stacks``: usable (framework, device) pairs, best first; ``auto`` marks the one
+    ``--framework auto`` trains on (inference-only frameworks serve, they do not train)."""
     pairs = usable_stacks(get_manager())
-    rows = [(f"{fw.name}/{dev.id}", fw.version, dev.name, "yes" if i == 0 else "") for i, (fw, dev) in enumerate(pairs)]
-    data = [{"framework": fw.name, "device": dev.id, "auto": i == 0} for i, (fw, dev) in enumerate(pairs)]
+    auto = next((p for p in pairs if p[0].trains), None)
+    tasks = lambda fw: "train, infer" if fw.trains else "infer only"
+    rows = [
+        (f"{fw.name}/{dev.id}", fw.version, dev.name, tasks(fw), "yes" if (fw, dev) == auto else "")
+        for fw, dev in pairs
+    ]
+    data = [
+        {"framework": fw.name, "device": dev.id, "train": fw.trains, "auto": (fw, dev) == auto} for fw, dev in pairs
+    ]
     text = (
-        table(rows, ("stack", "version", "device", "auto"))
+        table(rows, ("stack", "version", "device", "tasks", "auto"))
         if pairs
         else "no usable stack: install a framework plugin (pip install sdk-numpy for the default)"
     )

@@ -74,7 +74,7 @@ def predict(args: argparse.Namespace) -> int:
     if args.output:  # before any work, and never onto a file this command reads
         check_output(args.output, reads=[args.weights, args.input], what="output")
     spec = load_spec(args.weights)
-    stack = stack_from(args, spec).load(args.weights)
+    stack = stack_from(args, spec, task="infer").load(args.weights)
     labels = None
     if args.input:
         x = read_npy(args.input, max_bytes=stack.device.memory_total, what="input")

@@ -9,6 +9,14 @@ use. That module provides::
                                               # model.set_weights({name: array})
     train_step(request: StepRequest) -> step(x, y) -> loss
     predict(model) -> predict(x) -> numpy array
+
+and, for the ``int8`` capability and for frameworks that run a model from a file::
+
+    quantize(request: QuantizeRequest) -> int8 model
+    serialize(model) -> bytes | None             # the file the framework runs the model from
+
+An inference-only plugin declares ``capabilities=("infer",)``: its ``train_step`` is never
+called (the core refuses training first).
 """
 
 from __future__ import annotations
@@ -26,7 +34,14 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..model.optim import OptimizerState
-    from .requests import BuildRequest, OptimizerStateRequest, PredictRequest, StepRequest, WeightsRequest
+    from .requests import (
+        BuildRequest,
+        OptimizerStateRequest,
+        PredictRequest,
+        QuantizeRequest,
+        StepRequest,
+        WeightsRequest,
+    )
 
 
 class FrameworkHooks:
@@ -55,6 +70,10 @@ class FrameworkHooks:
     :param unsupported: feature ids it does not implement (``layer:attention``,
         ``optimizer:rmsprop``, ``loss:mse``, ``schedule:cosine``, ``dtype:float64``); the core
         refuses them before calling the plugin.
+    :param capabilities: of ``train``, ``infer`` and ``int8`` (default: train and infer);
+        ``int8`` needs the runtime module's ``quantize``.
+    :param backends: per device kind, the backend names it runs there, best first (ONNX
+        Runtime's execution providers), shown by ``sdk devices``.
     """
 
     def __init__(
@@ -67,14 +86,18 @@ class FrameworkHooks:
         device_kinds: Iterable[str] = ("cpu",),
         priority: int = 0,
         unsupported: Iterable[str] = (),
+        capabilities: Iterable[str] = ("train", "infer"),
+        backends: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.name, self.runtime, self.priority = name, runtime, priority
         self.SDK_CORE_API = api
         if isinstance(version_of, str):
             version_of = {version_of: tuple(device_kinds)}
         self.version_of = {dist: tuple(kinds) for dist, kinds in version_of.items()}
-        self.unsupported = tuple(unsupported)
-        FrameworkInfo(name=name, unsupported=self.unsupported)  # a malformed declaration fails here
+        self.unsupported, self.capabilities = tuple(unsupported), tuple(capabilities)
+        self.backends = {kind: tuple(names) for kind, names in (backends or {}).items()}
+        # a malformed declaration fails here, at import, not when a user asks
+        FrameworkInfo(name=name, unsupported=self.unsupported, capabilities=self.capabilities, backends=self.backends)
 
     def _runtime(self) -> ModuleType:
         return importlib.import_module(self.runtime)
@@ -94,6 +117,8 @@ class FrameworkHooks:
             priority=self.priority,
             unsupported=self.unsupported,
             distributions=tuple(self.version_of),
+            capabilities=self.capabilities,
+            backends={k: v for k, v in self.backends.items() if k in kinds},
         )
 
     @hookimpl
@@ -107,6 +132,17 @@ class FrameworkHooks:
     @hookimpl
     def sdk_make_predict(self, request: PredictRequest) -> Callable[[np.ndarray], np.ndarray] | None:
         return self._runtime().predict(request.model) if request.framework == self.name else None
+
+    @hookimpl
+    def sdk_quantize_model(self, request: QuantizeRequest) -> Any:
+        return self._runtime().quantize(request) if request.framework == self.name else None
+
+    @hookimpl
+    def sdk_serialize_model(self, request: WeightsRequest) -> bytes | None:
+        if request.framework != self.name:
+            return None
+        serialize = getattr(self._runtime(), "serialize", None)  # optional in the runtime module
+        return None if serialize is None else serialize(request.model)  # bytes, checked by the manager
 
     @hookimpl
     def sdk_get_weights(self, request: WeightsRequest) -> dict[str, np.ndarray] | None:

@@ -11,7 +11,9 @@ training step, a predict function) and then calls that callable in its loops.
 
 Failures are the plugin's alone: any exception a hook raises (``SystemExit`` included), or a
 return value of the wrong type, marks that plugin failed with the hook named, and the others
-keep working. The hooks that describe and probe (``sdk_framework_info``,
+keep working. The exception is :class:`~sdk_core.errors.NotAvailableError`, raised by a
+framework hook for a request this machine cannot serve (a backend that is not installed, with
+``strict``): it reaches the user as it is. The hooks that describe and probe (``sdk_framework_info``,
 ``sdk_probe_devices``, ``sdk_read_memory``, ``sdk_reset_peak_memory``, ``sdk_read_power``,
 ``sdk_add_commands``) run within a deadline (``SDK_CORE_HOOK_TIMEOUT``, 5 seconds by default);
 one that does not answer in time is reported as timed out. A function named like a hook but
@@ -31,7 +33,14 @@ from .records import DeviceInfo, FrameworkInfo, MemoryReading, PowerReading
 
 if TYPE_CHECKING:
     from ..model.optim import OptimizerState
-    from .requests import BuildRequest, OptimizerStateRequest, PredictRequest, StepRequest, WeightsRequest
+    from .requests import (
+        BuildRequest,
+        OptimizerStateRequest,
+        PredictRequest,
+        QuantizeRequest,
+        StepRequest,
+        WeightsRequest,
+    )
 
 hookspec = pluggy.HookspecMarker("sdk_core")
 
@@ -97,6 +106,34 @@ def sdk_make_predict(request: PredictRequest) -> Callable[[np.ndarray], np.ndarr
 
     :param request: framework, model, spec and device.
     :return: the predict callable, or ``None`` if ``request.framework`` is not yours.
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_quantize_model(request: QuantizeRequest) -> Any:
+    """Make an int8 inference model from ``request.model`` and its current weights.
+
+    Only for plugins whose :class:`FrameworkInfo` lists the ``int8`` capability; the core
+    refuses the others before calling. The new model answers ``sdk_make_predict``,
+    ``sdk_get_weights`` (the float weights it was made from) and ``sdk_serialize_model``; it
+    is never trained.
+
+    :param request: framework, model, spec, device, calibration inputs, calibration method
+        and whether weights are quantized per output channel.
+    :return: the int8 model object, or ``None`` if ``request.framework`` is not yours.
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_serialize_model(request: WeightsRequest) -> bytes | None:
+    """The model as the file the framework runs it from (an ONNX model for onnxruntime), for
+    reporting its size and writing it out.
+
+    :param request: framework, model and spec (``weights`` is ``None``).
+    :return: the file's bytes, or ``None`` if ``request.framework`` is not yours or the
+        framework keeps no such file (the canonical weights are the model's file then).
     firstresult.
     """
 

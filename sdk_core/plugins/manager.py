@@ -35,7 +35,14 @@ from .records import DeviceInfo, FrameworkInfo, MemoryReading, PowerReading
 
 if TYPE_CHECKING:
     from ..model.optim import OptimizerState
-    from .requests import BuildRequest, OptimizerStateRequest, PredictRequest, StepRequest, WeightsRequest
+    from .requests import (
+        BuildRequest,
+        OptimizerStateRequest,
+        PredictRequest,
+        QuantizeRequest,
+        StepRequest,
+        WeightsRequest,
+    )
 
 GROUP = "sdk_core"
 BUILTIN = "sdk-core (built-in)"
@@ -353,17 +360,23 @@ class PluginManager:
         raise NotAvailableError(f"unknown device '{ident}' (found: {known})")
 
     # -- framework hooks: dispatched to the plugin that owns the framework ----------------------
-    def _dispatch(self, caller: pluggy.HookCaller, framework: str, **kwargs: Any) -> Any:
+    def _dispatch(self, caller: pluggy.HookCaller, framework: str, optional: bool = False, **kwargs: Any) -> Any:
+        """The owning plugin's answer; with ``optional``, ``None`` (not implemented, or no
+        answer) is an answer too."""
         plugin = self.framework(framework).plugin
         for impl in caller.get_hookimpls():
             if impl.plugin_name == plugin:
                 outcome = call(impl.function, **kwargs)
+                if isinstance(outcome.exception, NotAvailableError):  # "cannot here", not a failure
+                    raise outcome.exception
                 if outcome.error is not None:
                     raise PluginError(plugin, caller.name, outcome.error) from outcome.exception
                 result = outcome.value
-                if result is None:
+                if result is None and not optional:
                     raise PluginError(plugin, caller.name, "returned None for its own framework")
                 return result
+        if optional:
+            return None
         raise PluginError(plugin, caller.name, "does not implement this hook")
 
     def build_model(self, request: BuildRequest) -> Any:
@@ -395,6 +408,21 @@ class PluginManager:
                 f"returned {type(value).__name__}, not {kind.__name__}",
             )
         return value
+
+    def quantize_model(self, request: QuantizeRequest) -> Any:
+        """An int8 inference model from the owning plugin (``int8`` capability checked by the caller)."""
+        return self._dispatch(self._pm.hook.sdk_quantize_model, request.framework, request=request)
+
+    def serialize_model(self, request: WeightsRequest) -> bytes | None:
+        """The model's file as the framework runs it, or ``None`` when it keeps none."""
+        data = self._dispatch(self._pm.hook.sdk_serialize_model, request.framework, optional=True, request=request)
+        if data is not None and not isinstance(data, bytes):
+            raise PluginError(
+                self.frameworks()[request.framework].plugin,
+                "sdk_serialize_model",
+                f"returned {type(data).__name__}, not bytes",
+            )
+        return data
 
     def get_weights(self, request: WeightsRequest) -> dict[str, np.ndarray]:
         weights = self._typed(self._pm.hook.sdk_get_weights, request, dict)

@@ -12,6 +12,7 @@ import attrs
 DTYPES = ("float32", "float64")
 PEAK_FLOPS_DTYPES = ("float64", "float32", "tfloat32", "bfloat16", "float16", "float8", "int8", "int4")
 FEATURE_KINDS = ("layer", "optimizer", "loss", "schedule", "dtype", "training")
+CAPABILITIES = ("train", "infer", "int8")
 
 
 # -- validators: a record with a wrong field fails where it is made, naming the field ---------
@@ -92,6 +93,25 @@ def _features(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
             _fail(instance, attribute, f"feature ids such as 'layer:attention' ({', '.join(FEATURE_KINDS)})", feature)
 
 
+def _capabilities(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if "infer" not in value or not set(value) <= set(CAPABILITIES):
+        _fail(instance, attribute, f"a tuple of {', '.join(CAPABILITIES)} holding 'infer'", value)
+
+
+def _backends(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    for kind, names in value.items():
+        if (
+            not isinstance(kind, str)
+            or not isinstance(names, tuple)
+            or not all(isinstance(n, str) and n for n in names)
+        ):
+            _fail(instance, attribute, "a mapping of device kinds to tuples of backend names", value)
+
+
+def _backend_tuples(value: Mapping[str, Iterable[str]] | None) -> dict[str, tuple[str, ...]]:
+    return {kind: _str_tuple(names) for kind, names in _frozen_dict(value).items()}
+
+
 def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
     if isinstance(value, str):  # "cpu" would become ('c', 'p', 'u')
         return (value,)
@@ -150,6 +170,14 @@ class FrameworkInfo:
     refuses them with a clear error before calling the plugin, and the conformance kit checks
     they match the plugin's declared exclusions. Higher ``priority`` wins in ``Stack.auto()``
     on equal devices.
+
+    ``capabilities`` (of :data:`CAPABILITIES`) say what the plugin does at all: ``train``
+    (training steps), ``infer`` (inference, always) and ``int8`` (int8 inference models made
+    from calibration data, ``sdk_quantize_model``). An inference-only plugin leaves out
+    ``train``: training fails with a clear error before the plugin is called, and the
+    conformance kit skips the training cases. ``backends`` names, per device kind, the engine
+    parts the plugin runs there (ONNX Runtime's execution providers), best first; ``sdk
+    devices`` shows them.
     """
 
     name: str = attrs.field(validator=_name)
@@ -159,6 +187,15 @@ class FrameworkInfo:
     priority: int = attrs.field(default=0, validator=attrs.validators.instance_of(int))
     plugin: str = attrs.field(default="", validator=_text)
     distributions: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple, validator=_names)
+    capabilities: tuple[str, ...] = attrs.field(
+        default=("train", "infer"), converter=_str_tuple, validator=_capabilities
+    )
+    backends: dict[str, tuple[str, ...]] = attrs.field(factory=dict, converter=_backend_tuples, validator=_backends)
+
+    @property
+    def trains(self) -> bool:
+        """Whether the plugin makes training steps (``train`` in ``capabilities``)."""
+        return "train" in self.capabilities
 
     @property
     def installed(self) -> bool:

@@ -22,13 +22,18 @@ def _check_dtype(instance: Any, attribute: attrs.Attribute[Any], value: str) -> 
 
 @attrs.frozen
 class BuildRequest:
-    """Ask the plugin named ``framework`` to build ``spec`` on ``device``."""
+    """Ask the plugin named ``framework`` to build ``spec`` on ``device``.
+
+    With ``strict``, a backend the device needs but that cannot be used (an execution
+    provider that is not installed or does not load) is an error; without it the plugin may
+    fall back to another backend, but must say so with a warning, never silently."""
 
     framework: str
     spec: ModelSpec
     device: DeviceInfo
     dtype: str = attrs.field(default="float32", validator=_check_dtype)
     seed: int = 0
+    strict: bool = False
 
 
 @attrs.frozen
@@ -58,6 +63,23 @@ class PredictRequest:
     model: Any
     spec: ModelSpec
     device: DeviceInfo
+
+
+@attrs.frozen
+class QuantizeRequest:
+    """Ask for an int8 inference model made from ``model`` and its current weights.
+
+    ``calibration`` holds sample inputs ``(n, *spec.input_shape)`` from which activation
+    ranges are measured, by ``method`` (``minmax``, ``percentile`` or ``entropy``); weights
+    are quantized per output channel when ``per_channel``."""
+
+    framework: str
+    model: Any
+    spec: ModelSpec
+    device: DeviceInfo
+    calibration: Any
+    method: str = "minmax"
+    per_channel: bool = True
 
 
 @attrs.frozen

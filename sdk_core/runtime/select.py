@@ -4,8 +4,12 @@
   known float32 peak, then the most free memory; then the framework with the highest priority.
 - ``memory``: like ``accelerator``, but only devices whose free memory holds the training
   footprint estimated for the spec and batch size (:func:`training_bytes`).
-- ``fastest``: build the spec on every usable pair and time a few training steps; the pair
-  with the shortest median step wins (a quick measured probe, seconds per pair).
+- ``fastest``: build the spec on every usable pair and time a few training steps (for
+  inference, predict calls); the pair with the shortest median call wins (a quick measured
+  probe, seconds per pair).
+
+Inference-only frameworks (no ``train`` capability, such as onnxruntime) are candidates only
+when the task is ``infer``.
 
 ``strict`` fails instead of falling back to the cpu when no accelerator qualifies.
 """
@@ -23,20 +27,24 @@ if TYPE_CHECKING:  # imported where used: `sdk devices` and `sdk plugins` never 
     from ..model.spec import ModelSpec
 
 POLICIES = ("accelerator", "memory", "fastest")
+TASKS = ("train", "infer")
 Pair = tuple[FrameworkInfo, DeviceInfo]
 StepTimer = Callable[[FrameworkInfo, DeviceInfo, "ModelSpec", int], float]
-"""``(framework, device, spec, batch_size) -> seconds per training step``: what ``fastest``
-measures; :class:`~sdk_core.runtime.stack.Stack` provides it."""
+"""``(framework, device, spec, batch_size) -> seconds per training step`` (or predict call):
+what ``fastest`` measures; :class:`~sdk_core.runtime.stack.Stack` provides it."""
 
 
-def usable_stacks(manager: PluginManager | None = None, devices: list[DeviceInfo] | None = None) -> list[Pair]:
-    """Every (installed framework, device) pair the framework can drive, best first by the
-    ``accelerator`` policy (the process-wide manager and every probed device by default)."""
+def usable_stacks(
+    manager: PluginManager | None = None, devices: list[DeviceInfo] | None = None, task: str = "infer"
+) -> list[Pair]:
+    """Every (installed framework, device) pair the framework can drive, for ``task`` (``train``
+    leaves out inference-only frameworks), best first by the ``accelerator`` policy (the
+    process-wide manager and every probed device by default)."""
     manager = manager or get_manager()
     pairs = [
         (fw, dev)
         for fw in manager.frameworks().values()
-        if fw.installed
+        if fw.installed and (fw.trains or task != "train")
         for dev in (manager.devices() if devices is None else devices)
         if dev.kind in fw.device_kinds
     ]
@@ -60,22 +68,28 @@ def choose(
     device: str | None = None,
     strict: bool = False,
     time_step: StepTimer | None = None,
+    task: str = "train",
 ) -> Pair:
-    """The pair ``Stack.auto()`` uses; see the module docstring for the policies.
+    """The pair ``Stack.auto()`` uses for ``task``; see the module docstring for the policies.
 
-    ``time_step`` times a training step on a pair; the ``fastest`` policy needs it."""
+    ``time_step`` times a training step (or predict call) on a pair; the ``fastest`` policy
+    needs it."""
     from ..model import zoo
     from ..model.estimate import training_bytes
 
     if policy not in POLICIES:
         raise SdkError(f"'policy' must be one of {', '.join(POLICIES)} (got {policy!r})")
+    if task not in TASKS:
+        raise SdkError(f"'task' must be one of {', '.join(TASKS)} (got {task!r})")
     if device is not None:  # only that device: `--device cpu` waits for no accelerator probe
         wanted = manager.device(device)
-        pairs = usable_stacks(manager, [wanted])
+        pairs = usable_stacks(manager, [wanted], task)
         if not pairs:
-            raise NotAvailableError(f"no installed framework drives {wanted.id}")
+            raise NotAvailableError(
+                f"no installed framework drives {wanted.id}" + (" for training" if task == "train" else "")
+            )
     else:
-        pairs = usable_stacks(manager)
+        pairs = usable_stacks(manager, task=task)
     if not pairs:
         raise NotAvailableError(
             "no usable framework: install a framework plugin (pip install sdk-numpy for the default)"

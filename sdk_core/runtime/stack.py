@@ -18,7 +18,14 @@ from ..model.spec import ModelSpec
 from ..model.weights import load_weights, read_header, read_metadata, save_weights
 from ..plugins.manager import PluginManager, get_manager
 from ..plugins.records import DeviceInfo, FrameworkInfo
-from ..plugins.requests import BuildRequest, OptimizerStateRequest, PredictRequest, StepRequest, WeightsRequest
+from ..plugins.requests import (
+    BuildRequest,
+    OptimizerStateRequest,
+    PredictRequest,
+    QuantizeRequest,
+    StepRequest,
+    WeightsRequest,
+)
 from . import select
 from .budget import check_fits
 from .checkpoint import Checkpoints, Position, Run
@@ -41,10 +48,20 @@ def _is_number(value: Any) -> bool:
 
 
 class Stack:
-    """A framework and a device. ``build`` a spec, then ``fit``, ``predict``, ``save``, ``load``."""
+    """A framework and a device. ``build`` a spec, then ``fit``, ``predict``, ``save``, ``load``.
 
-    def __init__(self, framework: str = "numpy", device: str = "cpu", manager: PluginManager | None = None) -> None:
+    ``strict`` makes a plugin fail rather than fall back when a backend the device needs
+    cannot be used (an ONNX Runtime execution provider that is missing)."""
+
+    def __init__(
+        self,
+        framework: str = "numpy",
+        device: str = "cpu",
+        manager: PluginManager | None = None,
+        strict: bool = False,
+    ) -> None:
         self.manager = manager or get_manager()
+        self.strict = bool(strict)
         self.framework: FrameworkInfo = self.manager.framework(framework)
         self.device: DeviceInfo = self.manager.device(device)
         if self.device.kind not in self.framework.device_kinds:
@@ -58,6 +75,7 @@ class Stack:
         self._predict: Callable[[np.ndarray], np.ndarray] | None = None
         self._steps: dict[tuple[str, Optimizer], Callable[[np.ndarray, np.ndarray], Any]] = {}
         self.masks: dict[str, np.ndarray] | None = None
+        self.precision = "float32"  # the dtype, or "int8" for a model made by quantize()
 
     @classmethod
     def auto(
@@ -68,28 +86,34 @@ class Stack:
         device: str | None = None,
         strict: bool = False,
         manager: PluginManager | None = None,
+        task: str = "train",
     ) -> Stack:
         """The best usable pair by ``policy`` (``accelerator``, ``memory`` or ``fastest``; see
-        :mod:`sdk_core.runtime.select`), on ``device`` if given. ``strict`` refuses to fall back to
-        the cpu. The spec is not built: call :meth:`build`."""
+        :mod:`sdk_core.runtime.select`) for ``task`` (``train``, or ``infer``: inference-only
+        frameworks such as onnxruntime count too), on ``device`` if given. ``strict`` refuses to
+        fall back to the cpu. The spec is not built: call :meth:`build`."""
         manager = manager or get_manager()
 
         def time_step(fw: FrameworkInfo, dev: DeviceInfo, spec: ModelSpec, batch: int) -> float:
-            return cls(fw.name, dev.id, manager=manager).build(spec)._median_step(batch, steps=5)
+            return cls(fw.name, dev.id, manager=manager).build(spec)._median_call(task, batch, calls=5)
 
-        fw, dev = select.choose(manager, policy, spec, batch_size, device, strict, time_step)
-        return cls(fw.name, dev.id, manager=manager)
+        fw, dev = select.choose(manager, policy, spec, batch_size, device, strict, time_step, task)
+        return cls(fw.name, dev.id, manager=manager, strict=strict)
 
-    def _median_step(self, batch_size: int, steps: int) -> float:
-        """Median seconds of a training step on random data, after one untimed warm-up step
-        (compilation is not part of the figure)."""
+    def _median_call(self, task: str, batch_size: int, calls: int) -> float:
+        """Median seconds of a training step (``task`` ``train``) or a predict call (``infer``)
+        on random data, after one untimed warm-up call (compilation is not part of the figure)."""
         x, y = make_batch(self._need_model(), "cross_entropy", batch_size)
-        step = self.train_step()
-        float(step(x, y))
+        if task == "train":
+            step = self.train_step()
+            run: Callable[[], Any] = lambda: float(step(x, y))
+        else:
+            run = lambda: self.predict(x, batch_size=batch_size)
+        run()
         times = []
-        for _ in range(steps):
+        for _ in range(calls):
             t0 = time.perf_counter()
-            float(step(x, y))
+            run()
             times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
@@ -97,7 +121,9 @@ class Stack:
         """A new stack on another framework and/or device holding this model and its current
         weights: train on one stack, serve on another."""
         spec = self._need_model()
-        other = Stack(framework or self.framework.name, device or self.device.id, manager=self.manager)
+        other = Stack(
+            framework or self.framework.name, device or self.device.id, manager=self.manager, strict=self.strict
+        )
         other.build(spec, dtype=self.dtype)
         other.set_weights(self.get_weights())
         return other
@@ -125,9 +151,9 @@ class Stack:
         self._refuse_unsupported([f"layer:{l.type}" for l in spec.layers] + [f"dtype:{dtype}"])
         check_fits(spec, self.device, 1, dtype, "the model")
         self.model = self.manager.build_model(
-            BuildRequest(self.framework.name, spec, self.device, dtype=dtype, seed=seed)
+            BuildRequest(self.framework.name, spec, self.device, dtype=dtype, seed=seed, strict=self.strict)
         )
-        self.spec, self.dtype = spec, dtype
+        self.spec, self.dtype, self.precision = spec, dtype, dtype
         self._predict, self._steps, self.masks = None, {}, None
 
     def _refuse_unsupported(self, features: list[str]) -> None:
@@ -138,6 +164,15 @@ class Stack:
             raise NotAvailableError(
                 f"framework '{self.framework.name}' does not support {kind} {name} "
                 f"(declared unsupported by plugin '{self.framework.plugin}')"
+            )
+
+    def _refuse_training(self) -> None:
+        if self.precision == "int8":
+            raise NotAvailableError("an int8 model runs inference only: train the float model, then quantize it again")
+        if not self.framework.trains:
+            raise NotAvailableError(
+                f"{self.framework.name} runs inference only (plugin '{self.framework.plugin}' declares no 'train' "
+                "capability): train on another framework, save the weights and load them here"
             )
 
     def _forget_step(self, key: tuple[str, Optimizer]) -> None:
@@ -156,6 +191,8 @@ class Stack:
     def set_weights(self, weights: Mapping[str, np.ndarray], what: str = "weights") -> None:
         """Write canonical weights into the model; ``what`` names them in errors."""
         spec = self._need_model()
+        if self.precision == "int8":
+            raise NotAvailableError("an int8 model's weights are fixed: set them on the float model and quantize again")
         try:
             spec.check_weights(dict(weights), what=what)
         except SpecError as exc:
@@ -174,7 +211,8 @@ class Stack:
         if masks is None:
             self.masks, self._steps = None, {}
             return
-        self._refuse_unsupported(["training:masks"])
+        if self.framework.trains:  # an inference-only plugin zeroes them once; nothing trains them
+            self._refuse_unsupported(["training:masks"])
         shapes = {p.name: p.shape for p in spec.layout() if p.trainable}
         checked = {}
         for name, mask in dict(masks).items():
@@ -211,6 +249,7 @@ class Stack:
         """The plugin's compiled step for ``loss`` and ``optimizer``; one per pair, reused
         (so optimizer state carries over between ``fit`` calls)."""
         spec = self._need_model()
+        self._refuse_training()
         key = (check_loss(loss), optimizer or Optimizer())
         self._refuse_unsupported([f"loss:{key[0]}", f"optimizer:{key[1].name}", f"schedule:{key[1].schedule.kind}"])
         if key not in self._steps:
@@ -251,6 +290,7 @@ class Stack:
         ``epochs`` in all; the loss curve is that of an uninterrupted run.
         """
         spec = self._need_model()
+        self._refuse_training()
         x = spec.check_input(x, finite=True)
         y = metrics.check_targets(spec, loss, y, len(x))
         for name, value, ok in (
@@ -344,6 +384,37 @@ class Stack:
         if loss == "cross_entropy":
             result["accuracy"] = metrics.accuracy(out, y)
         return result
+
+    # -- deployment -------------------------------------------------------------------------
+    def quantize(self, calibration: Any, method: str = "minmax", per_channel: bool = True) -> Stack:
+        """A new stack holding an int8 inference model made from this model's current weights,
+        for frameworks with the ``int8`` capability (onnxruntime): static quantization, with
+        activation ranges measured on the sample inputs ``calibration`` by ``method``
+        (``minmax``, ``percentile`` or ``entropy``) and weights per output channel. The new
+        stack predicts and evaluates; it does not train."""
+        spec = self._need_model()
+        if "int8" not in self.framework.capabilities:
+            raise NotAvailableError(
+                f"framework '{self.framework.name}' makes no int8 models (plugin '{self.framework.plugin}' "
+                "declares no 'int8' capability): load the weights on onnxruntime and quantize there"
+            )
+        if self.precision == "int8":
+            raise SdkError("this model is already int8: quantize the float model")
+        x = spec.check_input(calibration, finite=True)
+        if len(x) == 0:
+            raise SdkError("'calibration' holds no sample inputs")
+        model = self.manager.quantize_model(
+            QuantizeRequest(self.framework.name, self.model, spec, self.device, x, method, bool(per_channel))
+        )
+        other = Stack(self.framework.name, self.device.id, manager=self.manager, strict=self.strict)
+        other.spec, other.model, other.dtype, other.precision = spec, model, self.dtype, "int8"
+        return other
+
+    def serialized(self) -> bytes | None:
+        """The file the framework runs this model from (an ONNX model for onnxruntime), or
+        ``None`` when the framework keeps none (its file is then the canonical weights')."""
+        spec = self._need_model()
+        return self.manager.serialize_model(WeightsRequest(self.framework.name, self.model, spec))
 
     # -- files ------------------------------------------------------------------------------
     def save(self, path: str) -> None:

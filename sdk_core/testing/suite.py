@@ -17,7 +17,7 @@ from sdk_core import NotAvailableError, SdkError, SpecError, Stack, WeightsError
 from .cases import ALL_FEATURES, LAYER_CASES, STEP_CASES, STEP_SPEC, inputs, random_weights, targets
 
 REFERENCE = "numpy"
-FRAMEWORK_MODULES = ("torch", "tensorflow", "jax", "mindspore")
+FRAMEWORK_MODULES = ("torch", "tensorflow", "jax", "mindspore", "onnxruntime", "onnx")
 PORTABLE_CASES = ("lenet_like", "gpt")
 
 
@@ -26,7 +26,13 @@ def _installed_frameworks() -> list[str]:
 
 
 class ConformanceSuite:
-    """Subclass as ``TestConformance`` and set ``framework`` (and ``device``, ``exclusions``).
+    """Subclass as ``TestConformance`` and set ``framework`` (and ``device``, ``exclusions``,
+    ``capabilities``).
+
+    ``capabilities`` are what the plugin declares in ``FrameworkHooks(capabilities=...)``:
+    ``train`` and ``infer`` by default; an inference-only plugin sets ``{"infer"}`` (its
+    training cases are skipped, and training must be refused clearly), one that makes int8
+    models adds ``int8`` (its int8 model is checked against the float one).
 
     ``exclusions`` maps a feature id (``layer:<type>``, ``optimizer:<name>``, ``loss:<name>``,
     ``schedule:<kind>``, ``dtype:float64``) to the reason the plugin does not support it. Tests
@@ -37,6 +43,7 @@ class ConformanceSuite:
     framework: ClassVar[str] = ""
     device: ClassVar[str] = "cpu"
     exclusions: ClassVar[dict[str, str]] = {}
+    capabilities: ClassVar[set[str]] = {"train", "infer"}
     forward_rtol: ClassVar[float] = 1e-4
     forward_atol: ClassVar[float] = 1e-5
     step_rtol: ClassVar[float] = 1e-4
@@ -47,6 +54,15 @@ class ConformanceSuite:
         for feature in sorted(features):
             if feature in self.exclusions:
                 pytest.skip(f"excluded by plugin '{self.framework}': {feature}: {self.exclusions[feature]}")
+
+    def _needs_training(self) -> None:
+        if "train" not in self.capabilities:
+            pytest.skip(f"plugin '{self.framework}' runs inference only (no 'train' capability)")
+
+    def _trainer(self, spec, weights=None) -> Stack:
+        """A stack that trains ``spec``: this framework, or the reference for an
+        inference-only plugin."""
+        return self._stack(spec, weights) if "train" in self.capabilities else self._reference(spec, weights)
 
     def _stack(self, spec, weights=None, dtype: str = "float32") -> Stack:
         stack = Stack(self.framework, self.device).build(spec, dtype=dtype)
@@ -80,6 +96,13 @@ class ConformanceSuite:
             f"unsupported (FrameworkHooks(unsupported=...)): {sorted(info.unsupported)}"
         )
 
+    def test_capabilities_are_what_the_plugin_declares(self):
+        info = get_manager().framework(self.framework)
+        assert set(info.capabilities) == set(self.capabilities), (
+            f"the kit's capabilities {sorted(self.capabilities)} must be what the plugin declares "
+            f"(FrameworkHooks(capabilities=...)): {sorted(info.capabilities)}"
+        )
+
     def test_framework_is_found_and_drives_the_device(self):
         manager = get_manager()
         info = manager.framework(self.framework)
@@ -110,6 +133,7 @@ class ConformanceSuite:
     def test_training_step_matches_reference(self, case):
         """One sgd step per layer: gradients of every layer, batchnorm running statistics."""
         spec = LAYER_CASES[case].spec
+        self._needs_training()
         self._needs(LAYER_CASES[case].features | {"optimizer:sgd", "loss:mse"})
         weights = random_weights(spec)
         x, y = inputs(spec), targets(spec, "mse")
@@ -127,6 +151,7 @@ class ConformanceSuite:
     @pytest.mark.parametrize("case", STEP_CASES)
     def test_optimizer_steps_match_reference(self, case):
         step_case = STEP_CASES[case]
+        self._needs_training()
         self._needs(step_case.features | {"layer:dense", "layer:tanh"})
         weights = random_weights(STEP_SPEC)
         stack, ref = self._stack(STEP_SPEC, weights), self._reference(STEP_SPEC, weights)
@@ -142,6 +167,7 @@ class ConformanceSuite:
         """After two steps the optimizer state, in the canonical layout, equals the
         reference's; the reference's state put into a fresh step gives the same third step."""
         step_case = STEP_CASES[case]
+        self._needs_training()
         self._needs(step_case.features | {"layer:dense", "layer:tanh"})
         opt, loss = step_case.optimizer, step_case.loss
         weights = random_weights(STEP_SPEC)
@@ -165,6 +191,7 @@ class ConformanceSuite:
     def test_interrupted_training_resumes_with_the_same_losses(self, tmp_path):
         """A run stopped mid-epoch resumes from its checkpoint, here and in the reference
         framework, with the loss curve of an uninterrupted run."""
+        self._needs_training()
         self._needs({"layer:dense", "layer:relu", "optimizer:adam", "schedule:cosine", "loss:cross_entropy"})
         spec = sdk_core.zoo.mlp(input_dim=12, hidden=(16,), classes=3)
         rng = np.random.default_rng(7)
@@ -216,10 +243,11 @@ class ConformanceSuite:
     def test_trained_weights_load_in_every_installed_framework(self, case, tmp_path):
         spec = LAYER_CASES[case].spec
         self._needs(LAYER_CASES[case].features | {"optimizer:adam", "loss:cross_entropy"})
-        stack = self._stack(spec, random_weights(spec, seed=4))
-        step = stack.train_step("cross_entropy", sdk_core.Optimizer("adam", lr=0.01))
+        trainer = self._trainer(spec, random_weights(spec, seed=4))
+        step = trainer.train_step("cross_entropy", sdk_core.Optimizer("adam", lr=0.01))
         for i in range(3):
             step(inputs(spec, 8, seed=30 + i), targets(spec, "cross_entropy", 8, seed=40 + i))
+        stack = self._stack(spec, trainer.get_weights())
         path = tmp_path / "trained.safetensors"
         stack.save(str(path))
         x = inputs(spec, seed=50)
@@ -250,6 +278,7 @@ class ConformanceSuite:
     def test_pruning_masks_hold_through_training(self, optimizer):
         """Masked weights stay exactly zero after every step (Adam's too); the others train."""
         spec = LAYER_CASES["lenet_like"].spec
+        self._needs_training()
         self._needs(LAYER_CASES["lenet_like"].features | {f"optimizer:{optimizer}", "training:masks"})
         stack = self._stack(spec, random_weights(spec, seed=6))
         rng = np.random.default_rng(7)
@@ -285,15 +314,17 @@ class ConformanceSuite:
     lenet_epochs: ClassVar[int] = 8
 
     def test_lenet5_learns_digits_through_the_cli(self, tmp_path):
-        """``sdk train`` on this framework reaches >= 95 % on the digits test split, and the
-        saved weights predict the same through ``sdk predict``."""
+        """``sdk train`` on this framework (the reference for an inference-only plugin) reaches
+        >= 95 % on the digits test split, and the saved weights predict the same here through
+        ``sdk predict``."""
         pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
         self._needs(LAYER_CASES["lenet_like"].features | {"optimizer:adam", "loss:cross_entropy"})
         weights = tmp_path / "lenet5.safetensors"
         sdk = [sys.executable, "-m", "sdk_core"]
         common = ["--framework", self.framework, "--device", self.device, "--json"]
+        trainer = common if "train" in self.capabilities else ["--framework", REFERENCE, "--device", "cpu", "--json"]
         train = subprocess.run(
-            sdk + ["train", "--epochs", str(self.lenet_epochs), "--out", str(weights), *common],
+            sdk + ["train", "--epochs", str(self.lenet_epochs), "--out", str(weights), *trainer],
             capture_output=True,
             text=True,
             timeout=1200,
@@ -313,7 +344,7 @@ class ConformanceSuite:
         stack = self._stack(spec)
         with pytest.raises(SpecError, match=r"input has shape \(2, 4\), the model needs \(batch, 5\)"):
             stack.predict(np.zeros((2, 4), np.float32))
-        with pytest.raises(SpecError, match="targets have shape"):
+        with pytest.raises(SpecError if "train" in self.capabilities else NotAvailableError):
             stack.fit(np.zeros((2, 5), np.float32), np.zeros((3,), np.int64))
         with pytest.raises(NotAvailableError, match="unknown device 'nowhere:3'"):
             Stack(self.framework, "nowhere:3")
@@ -325,6 +356,50 @@ class ConformanceSuite:
         Stack(REFERENCE).build(sdk_core.zoo.mlp()).save(str(other))
         with pytest.raises(WeightsError):
             stack.load(str(other))
+
+    def test_training_is_refused_clearly_when_inference_only(self):
+        if "train" in self.capabilities:
+            pytest.skip(f"plugin '{self.framework}' trains")
+        stack = self._stack(STEP_SPEC)
+        x, y = inputs(STEP_SPEC), targets(STEP_SPEC, "cross_entropy")
+        with pytest.raises(NotAvailableError, match=f"{self.framework} runs inference only"):
+            stack.fit(x, y)
+        with pytest.raises(NotAvailableError, match="runs inference only"):
+            stack.train_step()
+        out = subprocess.run(
+            [sys.executable, "-m", "sdk_core", "train", "--framework", self.framework, "--epochs", "1"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 1 and "runs inference only" in out.stderr and "Traceback" not in out.stderr
+        assert (self.framework, self.device) not in {
+            (fw.name, dev.id) for fw, dev in sdk_core.usable_stacks(task="train")
+        }
+
+    def test_int8_model_follows_the_float_model(self):
+        """An int8 model made from calibration inputs predicts the float model's classes and
+        is several times smaller; it neither trains nor takes new weights. A plugin without
+        the ``int8`` capability refuses clearly."""
+        spec = sdk_core.zoo.mlp(input_dim=64, hidden=(256,), classes=5)
+        stack = self._stack(spec, random_weights(spec, seed=12))
+        rng = np.random.default_rng(13)
+        x = rng.normal(0.0, 1.0, (256, 64)).astype(np.float32)
+        if "int8" not in self.capabilities:
+            with pytest.raises(NotAvailableError, match="declares no 'int8' capability"):
+                stack.quantize(x)
+            return
+        int8 = stack.quantize(x[:128])
+        assert int8.precision == "int8"
+        agree = (int8.predict(x[128:]).argmax(-1) == stack.predict(x[128:]).argmax(-1)).mean()
+        assert agree >= 0.9, f"int8 agrees with float32 on {agree:.0%} of the classes"
+        small, large = int8.serialized(), stack.serialized()
+        if small is not None and large is not None:
+            assert len(small) * 2 < len(large)
+        with pytest.raises(NotAvailableError):
+            int8.fit(x, np.zeros(len(x), np.int64))
+        with pytest.raises(NotAvailableError):
+            int8.set_weights(stack.get_weights())
 
     def test_excluded_features_fail_clearly(self):
         for feature in self.exclusions:
