@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import NotAvailableError, PluginError, SdkError, SdkWarning, SpecError, WeightsError
+from .errors import DeviceOutOfMemory, NotAvailableError, PluginError, SdkError, SdkWarning, SpecError, WeightsError
 from .plugins.framework import FrameworkHooks
 from .plugins.manager import PluginManager, PluginStatus, configure, get_manager
 from .plugins.markers import hookimpl
@@ -124,6 +124,7 @@ __all__ = [
     "Conv2D",
     "Dense",
     "DeviceInfo",
+    "DeviceOutOfMemory",
     "Dropout",
     "Embedding",
     "Flatten",

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 MAX_MESSAGE = 300
+OOM_MARKERS = (
+    "out of memory",
+    "outofmemory",
+    "resource_exhausted",
+    "resourceexhausted",
+    "resource exhausted",
+    "oom when allocating",
+)
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -42,6 +52,47 @@ class NotAvailableError(SdkError):
 
 class WeightsError(SdkError):
     """A weights file is missing, corrupt, or does not match the model."""
+
+
+class DeviceOutOfMemory(SdkError, MemoryError):
+    """The device ran out of memory: whatever the framework's own error (``MemoryError``,
+    ``torch.cuda.OutOfMemoryError``, XLA's ``RESOURCE_EXHAUSTED``, TensorFlow's
+    ``ResourceExhaustedError``), it reaches the user as this, naming the device, what was
+    running and, where the framework said, how much was asked for (``requested``). The
+    framework's error is its ``__cause__``."""
+
+    def __init__(self, device: str, doing: str, requested: str | None = None, detail: str = "") -> None:
+        self.device, self.doing, self.requested = device, doing, requested
+        asked = f" (it asked for {requested} more)" if requested else ""
+        super().__init__(
+            f"out of memory on {device} while {doing}{asked}: lower the batch size or the model size"
+            + (f" [{detail}]" if detail else "")
+        )
+
+
+def is_out_of_memory(exc: BaseException | None) -> bool:
+    """True for ``MemoryError`` and for framework errors that say they ran out of memory (by
+    type name or message, following ``__cause__``: the core imports no framework)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, MemoryError):
+            return True
+        names = " ".join(t.__name__.lower() for t in type(exc).__mro__)
+        text = f"{names} {exc}".lower()
+        if any(marker in text for marker in OOM_MARKERS):
+            return True
+        exc, seen = exc.__cause__, seen + 1
+    return False
+
+
+_ASKED = r"(?:tried to allocate|trying to allocate|when allocating|allocating)\s+([\d.,]+\s*[kmgt]?i?b(?:ytes)?)"
+
+
+def requested_memory(exc: BaseException) -> str | None:
+    """How much an out-of-memory error says was asked for ("Tried to allocate 2.00 GiB",
+    "allocating 1024 bytes"), if it says."""
+    found = re.search(_ASKED, str(exc), re.I)
+    return found[1] if found else None
 
 
 class SdkWarning(UserWarning):

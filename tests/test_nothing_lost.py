@@ -244,7 +244,7 @@ def test_a_run_killed_with_sigkill_resumes_with_the_same_loss_curve(tmp_path):
     victim.send_signal(signal.SIGKILL)
     assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     kept = sorted(ckpt.glob("step-*.safetensors"))
-    assert 1 <= len(kept) <= 2, kept
+    assert 1 <= len(kept) <= 3, kept  # a kill between writing the newest and removing the oldest leaves 3
     resumed = subprocess.run([sys.executable, *args, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["history"]["loss"] == full

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NotAvailableError, SdkError
+from ..errors import NotAvailableError, SdkError, is_out_of_memory
 from ..model.data import make_batch
 from ..model.estimate import forward_flops, training_flops
 from ..model.optim import Optimizer, check_loss
@@ -57,29 +57,6 @@ from .results import BatchResult, BenchReport, Energy, Memory, Phase, StackResul
 from .stats import Latency, Summary
 
 BATCH_SIZES = (1, 8, 32, 128)
-OOM_MARKERS = (
-    "out of memory",
-    "outofmemory",
-    "resource_exhausted",
-    "resourceexhausted",
-    "resource exhausted",
-    "oom when allocating",
-)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for ``MemoryError`` and for framework errors that say they ran out of memory (by
-    type name or message, following ``__cause__``: the core imports no framework)."""
-    seen = 0
-    while exc is not None and seen < 8:
-        if isinstance(exc, MemoryError):
-            return True
-        names = " ".join(t.__name__.lower() for t in type(exc).__mro__)
-        text = f"{names} {exc}".lower()
-        if any(marker in text for marker in OOM_MARKERS):
-            return True
-        exc, seen = exc.__cause__, seen + 1  # type: ignore[assignment]  # None ends the loop
-    return False
 
 
 def _first_line(exc: BaseException) -> str:

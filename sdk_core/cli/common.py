@@ -113,3 +113,32 @@ def digits_for(spec: ModelSpec, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
     if spec.input_shape != (64,):
         raise SdkError(f"the digits data needs a (64,) or (1, N, N) input, the model takes {spec.input_shape}")
     return digits(image_size=None, seed=seed)
+
+
+DATA = ("auto", "digits", "counting_text")
+
+
+def data_name(spec: ModelSpec, data: str) -> str:
+    """``--data auto`` resolved: counting text for token models, else digits."""
+    if data == "auto":
+        return "counting_text" if spec.input_dtype == "int64" else "digits"
+    return data
+
+
+def data_for(spec: ModelSpec, data: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``--data``: ``digits``, ``counting_text`` (next-token sequences for token models),
+    ``auto`` (the one the model takes) or a path: an ``.npz`` with x_train, y_train, x_test,
+    y_test, or a folder of those ``.npy`` files (memory-mapped)."""
+    from ..model.data import counting_text, load_split
+
+    data = data_name(spec, data)
+    if data == "digits":
+        return digits_for(spec, seed)
+    if data == "counting_text":
+        if spec.input_dtype != "int64" or len(spec.input_shape) != 1:
+            raise SdkError(f"the counting_text data needs a (tokens,) int64 input, the model takes {spec.input_shape}")
+        vocab = min(getattr(spec.layers[0], "vocab_size", 16), 16)
+        x_train, y_train = counting_text(1024, spec.input_shape[0], vocab, seed)
+        x_test, y_test = counting_text(256, spec.input_shape[0], vocab, seed + 1)
+        return x_train, y_train, x_test, y_test
+    return load_split(data)

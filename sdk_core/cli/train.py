@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SdkError
-from .common import add_command, add_stack_options, counting, digits_for, emit, stack_from
+from .common import DATA, add_command, add_stack_options, counting, data_for, data_name, emit, stack_from
 
 
 def train(args: argparse.Namespace) -> int:
-    """``sdk train``: train a model on the digits data and optionally save it."""
+    """``sdk train``: train a model on ``--data`` (digits, counting text or files) and optionally save it."""
     from ..model import zoo
     from ..model.files import check_output
     from ..model.optim import Optimizer
@@ -24,7 +24,7 @@ def train(args: argparse.Namespace) -> int:
         check_output(args.out, reads=[args.model] if Path(args.model).exists() else [], what="weights file")
     spec = zoo.resolve(args.model, args.image_size)
     stack = stack_from(args, spec).build(spec, seed=args.seed)
-    x_train, y_train, x_test, y_test = digits_for(spec, args.seed)
+    x_train, y_train, x_test, y_test = data_for(spec, args.data, args.seed)
     optimizer = Optimizer(args.optimizer, lr=args.lr, momentum=args.momentum)
     if not args.json:
         print(
@@ -46,6 +46,9 @@ def train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
         resume=args.resume,
+        accumulate=args.accumulate,
+        precision=args.precision,
+        remat=args.remat,
     )
     result = stack.evaluate(x_test, y_test)
     if args.out:
@@ -55,17 +58,21 @@ def train(args: argparse.Namespace) -> int:
         "device": stack.device.id,
         "model": spec.name,
         "history": history.to_dict(),
+        "precision": args.precision,
+        "skipped_steps": history.skipped,
         "test": result,
         "weights": args.out,
     }
     text = f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}" + (
         f"; weights saved to {args.out}" if args.out else ""
     )
+    if args.precision == "fp16":
+        text += f"; {history.skipped} update(s) skipped by fp16 loss scaling (overflow)"
     return emit(args, data, text)
 
 
 def predict(args: argparse.Namespace) -> int:
-    """``sdk predict``: run a saved model on .npy inputs or the digits test split."""
+    """``sdk predict``: run a saved model on .npy inputs or the ``--data`` test split."""
     import numpy as np
 
     from ..model.files import atomic_write, check_output, read_npy
@@ -79,7 +86,7 @@ def predict(args: argparse.Namespace) -> int:
     if args.input:
         x = read_npy(args.input, max_bytes=stack.device.memory_total, what="input")
     else:
-        _, _, x, labels = digits_for(spec, args.seed)
+        _, _, x, labels = data_for(spec, args.data, args.seed)
     out = stack.predict(x)
     data: dict[str, Any] = {
         "framework": stack.framework.name,
@@ -90,7 +97,7 @@ def predict(args: argparse.Namespace) -> int:
     text = [f"predicted {len(x)} samples with {stack.framework.name}/{stack.device.id} from {args.weights}"]
     if labels is not None:
         data["accuracy"] = stack.evaluate(x, labels)["accuracy"]
-        text.append(f"accuracy {data['accuracy']:.4f} on the digits test split")
+        text.append(f"accuracy {data['accuracy']:.4f} on the {data_name(spec, args.data)} test split")
     if args.output:
         buffer = io.BytesIO()
         np.save(buffer, out)
@@ -109,10 +116,20 @@ def image_size(text: str) -> int:
     return size
 
 
+def _data_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        default="auto",
+        help=f"{', '.join(DATA)} (the set the model takes), or PATH: an .npz with x_train, y_train, "
+        "x_test, y_test, or a folder of those .npy files (memory-mapped)",
+    )
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``train`` and ``predict``."""
-    p = add_command(sub, "train", train, "train a model on the digits data set")
+    p = add_command(sub, "train", train, "train a model on the digits data set, counting text or your files")
     add_stack_options(p)
+    _data_option(p)
     p.add_argument("--model", default="lenet5", help="mlp, lenet5, gpt or a spec .json file")
     p.add_argument("--image-size", type=image_size, default=32, help="digits image size for lenet5 (8 to 256)")
     p.add_argument("--epochs", type=counting(1), default=10)
@@ -120,6 +137,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16", "fp16"),
+        help="mixed precision: float32 master weights, low-precision compute (fp16 with loss scaling)",
+    )
+    p.add_argument(
+        "--accumulate", type=counting(1), default=1, help="micro-batches of --batch-size per update (default: 1)"
+    )
+    p.add_argument("--remat", action="store_true", help="activation checkpointing of transformer blocks")
     p.add_argument("--out", default=None, help="save the weights to this .safetensors file")
     p.add_argument("--checkpoint-dir", default=None, help="write checkpoints (weights, optimizer state, position) here")
     p.add_argument(
@@ -135,5 +162,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = add_command(sub, "predict", predict, "run inference from a weights file")
     add_stack_options(p)
     p.add_argument("--weights", required=True, help="a .safetensors file saved by sdk, or a compressed .sdkz file")
-    p.add_argument("--input", default=None, help=".npy inputs (default: digits test split)")
+    p.add_argument("--input", default=None, help=".npy inputs (default: the --data test split)")
+    _data_option(p)
     p.add_argument("--output", default=None, help="save outputs to this .npy file")

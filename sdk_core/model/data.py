@@ -67,3 +67,45 @@ def make_batch(
     else:
         y = rng.standard_normal((batch_size,) + out, dtype=np.float32).astype(dtype, copy=False)
     return x, y
+
+
+SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def load_split(path: str) -> Split:
+    """A data set from files: an ``.npz`` holding ``x_train``, ``y_train``, ``x_test`` and
+    ``y_test``, or a folder of those four ``.npy`` files, memory-mapped (read from disk as
+    batches need them, so the set may be larger than RAM). Every malformed file is one
+    :class:`~sdk_core.model.files.FileError` naming it and what is wrong."""
+    import os
+    import zipfile
+
+    from .files import FileError, check_input, read_npy
+
+    if os.path.isdir(path):
+        missing = [k for k in SPLIT_KEYS if not os.path.exists(os.path.join(path, f"{k}.npy"))]
+        if missing:
+            needs = ", ".join(SPLIT_KEYS)
+            raise FileError(f"data folder '{path}' has no {missing[0]}.npy (it needs {needs} as .npy files)")
+        arrays = [read_npy(os.path.join(path, f"{k}.npy"), what="data", mmap=True) for k in SPLIT_KEYS]
+    else:
+        source = check_input(path, "data")
+        try:
+            with np.load(source, allow_pickle=False) as npz:
+                missing = [k for k in SPLIT_KEYS if k not in npz.files]
+                if missing:
+                    needs = ", ".join(SPLIT_KEYS)
+                    raise FileError(f"data file '{path}' has no array '{missing[0]}' (it needs {needs})")
+                arrays = [npz[k] for k in SPLIT_KEYS]
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            if isinstance(exc, FileError):
+                raise
+            raise FileError(f"data file '{path}' is not an .npz of numeric arrays: {exc}") from None
+    for key, array in zip(SPLIT_KEYS, arrays, strict=True):
+        if array.dtype.kind not in "biuf" or array.ndim == 0:
+            raise FileError(f"data '{key}' in '{path}' must be numbers with a sample axis (got {array.dtype})")
+    for part in ("train", "test"):
+        x, y = arrays[SPLIT_KEYS.index(f"x_{part}")], arrays[SPLIT_KEYS.index(f"y_{part}")]
+        if len(x) != len(y):
+            raise FileError(f"data in '{path}': x_{part} has {len(x)} samples, y_{part} {len(y)}")
+    return arrays[0], arrays[1], arrays[2], arrays[3]

@@ -178,10 +178,13 @@ def read_text(path: PathLike, what: str = "input", limit: int = 16 * 2**20) -> s
         raise FileError(f"{what} file '{source}': {_why(exc)}") from None
 
 
-def read_npy(path: PathLike, max_bytes: int | None = None, what: str = "input") -> np.ndarray[Any, Any]:
+def read_npy(
+    path: PathLike, max_bytes: int | None = None, what: str = "input", mmap: bool = False
+) -> np.ndarray[Any, Any]:
     """A numeric ``.npy`` array, its header checked before anything is allocated: the data
     must fit in the file (a 1 KB file cannot hold 2.5 TB) and in ``max_bytes``; strings,
-    objects and complex numbers are refused."""
+    objects and complex numbers are refused. With ``mmap`` the array is memory-mapped
+    read-only: rows are read from disk when used, so it may be larger than RAM."""
     source = check_input(path, what)
     try:
         with open(source, "rb") as f:
@@ -202,12 +205,12 @@ def read_npy(path: PathLike, max_bytes: int | None = None, what: str = "input") 
             f"{what} file '{source}' is truncated: its header claims {size_text(size)} of data, the file holds "
             f"{size_text(available)}"
         )
-    if max_bytes is not None and size > max_bytes:
+    if max_bytes is not None and size > max_bytes and not mmap:
         raise FileError(
             f"{what} file '{source}' holds {size_text(size)}, more than the {size_text(max_bytes)} available"
         )
     try:
-        array: np.ndarray[Any, Any] = np.load(source, allow_pickle=False)
+        array: np.ndarray[Any, Any] = np.load(source, allow_pickle=False, mmap_mode="r" if mmap else None)
         return array
     except (ValueError, OSError) as exc:
         raise FileError(f"{what} file '{source}' is not a .npy array file: {exc}") from None

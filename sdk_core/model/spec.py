@@ -525,9 +525,13 @@ class ModelSpec:
                 bad = x.min() if x.min() < 0 else x.max()
                 raise SpecError(f"input token id {bad} is outside the vocabulary [0, {vocab})")
             return x.astype(np.int64, copy=False)
-        if finite and x.dtype.kind == "f" and not np.isfinite(x).all():
-            sample = int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0][0])
-            raise SpecError(f"input sample {sample} holds NaN or infinity")
+        if finite and x.dtype.kind == "f":
+            rows = max(1, 2**22 // max(math.prod(self.input_shape), 1))  # chunks: a memory-mapped x stays on disk
+            for start in range(0, len(x), rows):
+                chunk = np.asarray(x[start : start + rows]).reshape(-1, math.prod(self.input_shape))
+                if not np.isfinite(chunk).all():
+                    sample = start + int(np.argwhere(~np.isfinite(chunk))[0][0])
+                    raise SpecError(f"input sample {sample} holds NaN or infinity")
         return x
 
     def to_dict(self) -> dict[str, Any]:

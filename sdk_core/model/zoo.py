@@ -1,10 +1,14 @@
-"""Ready-made model specs: MLP, LeNet-5 and a small GPT-style transformer."""
+"""Ready-made model specs: MLP, LeNet-5 and a small GPT-style transformer to train here, and
+the shapes of real large models (GPT-2 small to XL, 7B- and 70B-shaped decoders) for
+``sdk estimate``: they are far too large to build on a laptop, and are not meant to be."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from ..errors import SpecError
 from .files import FileError, read_text
@@ -73,14 +77,35 @@ def gpt(
     return ModelSpec(input_shape=(max_len,), input_dtype="int64", layers=layers, name="gpt")
 
 
+def _decoder(name: str, vocab: int, context: int, dim: int, heads: int, blocks: int) -> Callable[[], ModelSpec]:
+    def make() -> ModelSpec:
+        return attrs.evolve(gpt(vocab, context, dim, heads, blocks), name=name)
+
+    make.__doc__ = f"{name}: {blocks} blocks of width {dim}, {heads} heads, context {context}, vocabulary {vocab}."
+    return make
+
+
+# GPT-2 (Radford et al. 2019) with an untied output layer; decoders shaped like 7B/70B models
+# (plain multi-head attention and a 4x GELU MLP: parameter counts near, not equal to, LLaMA's)
+LARGE = {
+    "gpt2": _decoder("gpt2", 50257, 1024, 768, 12, 12),
+    "gpt2-medium": _decoder("gpt2-medium", 50257, 1024, 1024, 16, 24),
+    "gpt2-large": _decoder("gpt2-large", 50257, 1024, 1280, 20, 36),
+    "gpt2-xl": _decoder("gpt2-xl", 50257, 1024, 1600, 25, 48),
+    "decoder-7b": _decoder("decoder-7b", 32000, 4096, 4096, 32, 32),
+    "decoder-70b": _decoder("decoder-70b", 32000, 4096, 8192, 64, 80),
+}
+
 ZOO: dict[str, Callable[..., ModelSpec]] = {"mlp": mlp, "lenet5": lenet5, "gpt": gpt}
+"""The models to train here; :data:`LARGE` holds the ones for estimates."""
 
 
 def get(name: str, **kwargs: Any) -> ModelSpec:
-    """A zoo model by name."""
-    if name not in ZOO:
-        raise SpecError(f"unknown model '{name}' (zoo: {', '.join(ZOO)})")
-    return ZOO[name](**kwargs)
+    """A zoo model by name (:data:`ZOO`, or the large shapes of :data:`LARGE`)."""
+    makers = {**ZOO, **LARGE}
+    if name not in makers:
+        raise SpecError(f"unknown model '{name}' (zoo: {', '.join(makers)})")
+    return makers[name](**kwargs)
 
 
 def resolve(model: str, image_size: int = 32) -> ModelSpec:

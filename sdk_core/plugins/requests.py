@@ -43,7 +43,24 @@ class StepRequest:
     ``masks`` (canonical names and layout, arrays of 0 and 1, trainable weights only) are
     pruning masks: after every update of the step, including the optimizer's own, each masked
     weight is multiplied by its mask inside the step, so a pruned weight stays exactly zero.
-    A plugin that cannot do this declares ``training:masks`` unsupported."""
+    A plugin that cannot do this declares ``training:masks`` unsupported.
+
+    ``accumulate`` > 1: the step splits each batch it gets into ``accumulate`` micro-batches
+    (``ceil(n / accumulate)`` samples each, the last one smaller), runs forward and backward on
+    one at a time, sums their gradients weighted by their share of the batch and makes one
+    update: the same loss and update as the whole batch at once, with the activation memory
+    of one micro-batch (``training:accumulate``).
+
+    ``precision`` ``bf16`` or ``fp16``: mixed precision. Master weights, gradients and the
+    optimizer stay float32; the forward and backward passes compute in the low precision
+    (``precision:bf16``, ``precision:fp16``). ``fp16`` uses dynamic loss scaling: a step whose
+    gradients overflow is skipped, and the step object counts those in its ``skipped``
+    attribute (an int), which ``fit`` reports. A device that cannot run a precision is a
+    :class:`~sdk_core.errors.NotAvailableError` when the step is made.
+
+    ``remat``: activation checkpointing of transformer blocks with the framework's own tool; a
+    block keeps only its input and recomputes the rest during backward
+    (``training:remat``)."""
 
     framework: str
     model: Any
@@ -53,6 +70,9 @@ class StepRequest:
     optimizer: Optimizer
     seed: int = 0
     masks: Mapping[str, Any] | None = None
+    accumulate: int = 1
+    precision: str = "fp32"
+    remat: bool = False
 
 
 @attrs.frozen

@@ -49,7 +49,7 @@ class Position:
     step: int
     rng: dict[str, Any]
     loss_sum: float
-    history: dict[str, list[float]]
+    history: dict[str, Any]
 
 
 @attrs.frozen

@@ -31,8 +31,8 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 class Progress:
     """A progress bar over ``total`` units of work labelled ``label``."""
 
-    def __init__(self, total: int, label: str, stream: TextIO | None = None, width: int = 28) -> None:
-        self.total, self.label, self.width = max(total, 1), label, width
+    def __init__(self, total: int | None, label: str, stream: TextIO | None = None, width: int = 28) -> None:
+        self.total, self.label, self.width = None if total is None else max(total, 1), label, width
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         self.start = self.last = time.perf_counter()
@@ -41,15 +41,18 @@ class Progress:
     def update(self, n: int = 1) -> None:
         self.done += n
         now = time.perf_counter()
-        if self.live and (now - self.last > 0.1 or self.done >= self.total):
+        if self.live and (now - self.last > 0.1 or self.done >= (self.total or self.done + 1)):
             self.last = now
             self._draw("")
 
     def _draw(self, suffix: str) -> None:
-        filled = int(self.width * self.done / self.total)
-        bar = "#" * filled + "." * (self.width - filled)
         elapsed = time.perf_counter() - self.start
-        text = f"{self.label} [{bar}] {self.done}/{self.total} {elapsed:.1f}s{suffix}"
+        if self.total is None:  # an iterable of unknown length: the count only
+            text = f"{self.label} {self.done} batches {elapsed:.1f}s{suffix}"
+        else:
+            filled = int(self.width * self.done / self.total)
+            bar = "#" * filled + "." * (self.width - filled)
+            text = f"{self.label} [{bar}] {self.done}/{self.total} {elapsed:.1f}s{suffix}"
         self.stream.write(("\r" + text) if self.live else text + "\n")
         self.stream.flush()
 

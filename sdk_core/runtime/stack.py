@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from ..errors import NotAvailableError, PluginError, SdkError, SpecError, WeightsError
+from ..errors import (
+    DeviceOutOfMemory,
+    NotAvailableError,
+    PluginError,
+    SdkError,
+    SpecError,
+    WeightsError,
+    is_out_of_memory,
+    one_line,
+    requested_memory,
+)
 from ..model import metrics
 from ..model.data import make_batch
 from ..model.optim import Optimizer, OptimizerState, check_loss
@@ -29,7 +40,7 @@ from ..plugins.requests import (
 from . import select
 from .budget import check_fits
 from .checkpoint import Checkpoints, Position, Run
-from .training import History, Loop
+from .training import ArrayData, BatchData, History, Loop
 
 _RULES = {
     "epochs": "a positive int",
@@ -45,6 +56,26 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+StepKey = tuple[str, Optimizer, int, str, bool]
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _step_key(loss: str, optimizer: Optimizer | None, accumulate: int, precision: str, remat: bool) -> StepKey:
+    """The checked settings of a training step: one compiled step per distinct key."""
+    if not _is_int(accumulate) or accumulate < 1:
+        raise SdkError(f"'accumulate' must be a positive int (got {accumulate!r})")
+    if precision not in PRECISIONS:
+        raise SdkError(f"'precision' must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+    if not isinstance(remat, bool):
+        raise SdkError(f"'remat' must be true or false (got {remat!r})")
+    return (check_loss(loss), optimizer or Optimizer(), int(accumulate), precision, remat)
+
+
+def _batches(data: Any) -> bool:
+    """Whether ``data`` is an iterable of batches rather than an array."""
+    return not isinstance(data, (np.ndarray, tuple, list, str, bytes)) and hasattr(data, "__iter__")
 
 
 class Stack:
@@ -73,7 +104,7 @@ class Stack:
         self.model: Any = None
         self.dtype = "float32"
         self._predict: Callable[[np.ndarray], np.ndarray] | None = None
-        self._steps: dict[tuple[str, Optimizer], Callable[[np.ndarray, np.ndarray], Any]] = {}
+        self._steps: dict[StepKey, Callable[[np.ndarray, np.ndarray], Any]] = {}
         self.masks: dict[str, np.ndarray] | None = None
         self.precision = "float32"  # the dtype, or "int8" for a model made by quantize()
 
@@ -150,9 +181,10 @@ class Stack:
         """The native model, without the canonical weights: the caller sets them once."""
         self._refuse_unsupported([f"layer:{l.type}" for l in spec.layers] + [f"dtype:{dtype}"])
         check_fits(spec, self.device, 1, dtype, "the model")
-        self.model = self.manager.build_model(
-            BuildRequest(self.framework.name, spec, self.device, dtype=dtype, seed=seed, strict=self.strict)
-        )
+        with self._memory("building the model"):
+            self.model = self.manager.build_model(
+                BuildRequest(self.framework.name, spec, self.device, dtype=dtype, seed=seed, strict=self.strict)
+            )
         self.spec, self.dtype, self.precision = spec, dtype, dtype
         self._predict, self._steps, self.masks = None, {}, None
 
@@ -166,6 +198,19 @@ class Stack:
                 f"(declared unsupported by plugin '{self.framework.plugin}')"
             )
 
+    @contextlib.contextmanager
+    def _memory(self, doing: str) -> Iterator[None]:
+        """The framework's out-of-memory error, whichever it is, as :class:`DeviceOutOfMemory`."""
+        try:
+            yield
+        except DeviceOutOfMemory:
+            raise
+        except Exception as exc:  # MemoryError, torch.cuda.OutOfMemoryError, RESOURCE_EXHAUSTED, ...
+            if not is_out_of_memory(exc):
+                raise
+            detail = one_line(f"{type(exc).__name__}: {exc}", 120)
+            raise DeviceOutOfMemory(self.device.id, doing, requested_memory(exc), detail) from exc
+
     def _refuse_training(self) -> None:
         if self.precision == "int8":
             raise NotAvailableError("an int8 model runs inference only: train the float model, then quantize it again")
@@ -175,7 +220,7 @@ class Stack:
                 "capability): train on another framework, save the weights and load them here"
             )
 
-    def _forget_step(self, key: tuple[str, Optimizer]) -> None:
+    def _forget_step(self, key: StepKey) -> None:
         """Drop a compiled step (and its optimizer state); the next call makes a new one."""
         self._steps.pop(key, None)
 
@@ -244,31 +289,58 @@ class Stack:
 
     # -- training ---------------------------------------------------------------------------
     def train_step(
-        self, loss: str = "cross_entropy", optimizer: Optimizer | None = None
+        self,
+        loss: str = "cross_entropy",
+        optimizer: Optimizer | None = None,
+        accumulate: int = 1,
+        precision: str = "fp32",
+        remat: bool = False,
     ) -> Callable[[np.ndarray, np.ndarray], Any]:
-        """The plugin's compiled step for ``loss`` and ``optimizer``; one per pair, reused
-        (so optimizer state carries over between ``fit`` calls)."""
+        """The plugin's compiled step for ``loss`` and ``optimizer`` (and gradient
+        accumulation, precision and activation checkpointing, see :class:`StepRequest`); one
+        per setting, reused (so optimizer state carries over between ``fit`` calls)."""
         spec = self._need_model()
         self._refuse_training()
-        key = (check_loss(loss), optimizer or Optimizer())
-        self._refuse_unsupported([f"loss:{key[0]}", f"optimizer:{key[1].name}", f"schedule:{key[1].schedule.kind}"])
+        key = _step_key(loss, optimizer, accumulate, precision, remat)
+        features = [f"loss:{key[0]}", f"optimizer:{key[1].name}", f"schedule:{key[1].schedule.kind}"]
+        if accumulate > 1:
+            features.append("training:accumulate")
+        if precision != "fp32":
+            features.append(f"precision:{precision}")
+            if self.dtype != "float32":
+                raise SdkError(f"mixed precision {precision} keeps float32 master weights: build the model in float32")
+        if remat:
+            features.append("training:remat")
+        self._refuse_unsupported(features)
         if key not in self._steps:
-            self._steps[key] = self.manager.make_train_step(
-                StepRequest(self.framework.name, self.model, spec, self.device, key[0], key[1], masks=self.masks)
-            )
+            with self._memory("compiling the training step"):
+                self._steps[key] = self.manager.make_train_step(
+                    StepRequest(
+                        self.framework.name,
+                        self.model,
+                        spec,
+                        self.device,
+                        key[0],
+                        key[1],
+                        masks=self.masks,
+                        accumulate=key[2],
+                        precision=key[3],
+                        remat=key[4],
+                    )
+                )
         return self._steps[key]
 
     def fit(
         self,
         x: Any,
-        y: Any,
+        y: Any = None,
         epochs: int = 1,
         batch_size: int | None = 32,
         loss: str = "cross_entropy",
         optimizer: Optimizer | None = None,
         shuffle: bool = True,
         seed: int = 0,
-        validation_data: tuple[Any, Any] | None = None,
+        validation_data: Any = None,
         validation_split: float = 0.0,
         progress: bool | None = False,
         on_epoch: Callable[[int, History], None] | None = None,
@@ -276,8 +348,23 @@ class Stack:
         checkpoint_every: int | None = None,
         keep_checkpoints: int = 3,
         resume: bool = False,
+        accumulate: int = 1,
+        precision: str = "fp32",
+        remat: bool = False,
     ) -> History:
         """Train for ``epochs``; ``batch_size=None`` is full-batch gradient descent.
+
+        ``accumulate=k``: each update averages the gradients of ``k`` micro-batches of
+        ``batch_size`` (an effective batch of ``k * batch_size`` with the activation memory of
+        one micro-batch). ``precision="bf16"`` or ``"fp16"``: mixed precision, float32 master
+        weights (fp16 with dynamic loss scaling; skipped updates are counted in
+        ``History.skipped``). ``remat=True``: activation checkpointing of transformer blocks.
+
+        ``x`` and ``y`` are arrays (numpy, or memory-mapped ``.npy`` files: only the rows a
+        batch needs are read), or ``x`` is any iterable of ``(x, y)`` numpy batches and ``y``
+        is None: it is iterated afresh each epoch, in its own order and batch sizes (``batch_size``
+        and ``shuffle`` do not apply), so a data set larger than RAM trains. ``validation_data``
+        is ``(x, y)`` arrays or such an iterable.
 
         The last partial batch is used. Returns the per-epoch :class:`History`. At the first
         NaN or infinite loss training stops with :class:`TrainingDiverged`, and the model keeps
@@ -291,8 +378,6 @@ class Stack:
         """
         spec = self._need_model()
         self._refuse_training()
-        x = spec.check_input(x, finite=True)
-        y = metrics.check_targets(spec, loss, y, len(x))
         for name, value, ok in (
             ("epochs", epochs, _is_int(epochs) and epochs >= 1),
             ("seed", seed, _is_int(seed) and seed >= 0),
@@ -301,51 +386,80 @@ class Stack:
         ):
             if not ok:
                 raise SdkError(f"'{name}' must be {_RULES[name]} (got {value!r})")
-        if validation_split:
-            cut = len(x) - int(len(x) * validation_split)
-            validation_data, x, y = (x[cut:], y[cut:]), x[:cut], y[:cut]
-        if len(x) == 0:
-            raise SdkError("no training samples")
-        batch = len(x) if batch_size is None else batch_size
-        check_fits(spec, self.device, min(batch, len(x)), self.dtype, "training")
-        key = (check_loss(loss), optimizer or Optimizer())
+        key = _step_key(loss, optimizer, accumulate, precision, remat)
+        data: ArrayData | BatchData
+        if y is None and _batches(x):
+            if validation_split:
+                raise SdkError("'validation_split' needs arrays: give an iterable of batches 'validation_data'")
+            data, samples, batch = BatchData(x, lambda item: self._batch(item, loss)), 0, 0
+        else:
+            if y is None:
+                raise SdkError("targets 'y' are missing: pass y, or x as an iterable of (x, y) batches")
+            x = spec.check_input(x, finite=True)
+            y = metrics.check_targets(spec, loss, y, len(x))
+            if validation_split:
+                cut = len(x) - int(len(x) * validation_split)
+                validation_data, x, y = (x[cut:], y[cut:]), x[:cut], y[:cut]
+            if len(x) == 0:
+                raise SdkError("no training samples")
+            samples, batch = len(x), len(x) if batch_size is None else batch_size
+            check_fits(spec, self.device, min(batch, len(x)), self.dtype, "training")
+            batch = batch * accumulate if batch_size is not None else batch
+            data = ArrayData(x, y, batch, shuffle)
         if resume and checkpoint_dir is None:
             raise SdkError("'resume' needs a 'checkpoint_dir' to resume from")
         if checkpoint_every is not None and checkpoint_dir is None:
             raise SdkError("'checkpoint_every' needs a 'checkpoint_dir' to write to")
         step = self.train_step(*key)
-        loop = Loop(self, step, x, y, batch, shuffle, seed, forget_step=lambda: self._forget_step(key))
+        skipped = getattr(step, "skipped", 0)
+        loop = Loop(self, step, data, forget_step=lambda: self._forget_step(key), seed=seed)
         found = None
         if checkpoint_dir is not None:
             checkpoints = Checkpoints(checkpoint_dir, checkpoint_every, keep_checkpoints)
-            run = Run(spec.to_json(), json.loads(json.dumps(key[1].to_dict())), key[0], len(x), batch)
+            run = Run(spec.to_json(), json.loads(json.dumps(key[1].to_dict())), key[0], samples, batch)
             found = checkpoints.load(run, key[1]) if resume else None
             if found is not None:
                 self.set_weights(found[0], what="checkpoint weights")
                 self.set_optimizer_state(found[1], *key)
             loop.every = checkpoint_every
             loop.checkpoint = lambda position: self._checkpoint(checkpoints, run, key, position)
-        evaluate = None if validation_data is None else lambda: self.evaluate(*validation_data, loss=loss)
-        history = loop.run(epochs, evaluate, bool(progress), on_epoch, None if found is None else found[2])
+        evaluate = None
+        if validation_data is not None:
+            validation = validation_data if _batches(validation_data) else tuple(validation_data)
+            evaluate = lambda: self._evaluate(validation, loss)
+        with self._memory(f"training at batch size {batch_size if samples else 'of the data'}"):
+            history = loop.run(epochs, evaluate, bool(progress), on_epoch, None if found is None else found[2])
+        history.skipped = int(getattr(step, "skipped", 0)) - int(skipped)
         self._check_masks()
         return history
 
-    def _checkpoint(self, checkpoints: Checkpoints, run: Run, key: tuple[str, Optimizer], position: Position) -> None:
+    def _batch(self, item: Any, loss: str) -> tuple[np.ndarray, np.ndarray]:
+        """One ``(x, y)`` batch of an iterable, checked like arrays are."""
+        spec = self._need_model()
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise SdkError(f"each batch must be an (x, y) pair (got {type(item).__name__})")
+        x = spec.check_input(item[0], finite=True)
+        return x, metrics.check_targets(spec, loss, item[1], len(x))
+
+    def _checkpoint(self, checkpoints: Checkpoints, run: Run, key: StepKey, position: Position) -> None:
         checkpoints.save(self.get_weights(), self.optimizer_state(*key), run, position, self.framework.name)
 
     # -- optimizer state ----------------------------------------------------------------------
-    def optimizer_state(self, loss: str = "cross_entropy", optimizer: Optimizer | None = None) -> OptimizerState:
-        """The state of the optimizer of the training step for ``loss`` and ``optimizer``, in
-        the canonical layout every framework reads."""
+    def optimizer_state(
+        self, loss: str = "cross_entropy", optimizer: Optimizer | None = None, *settings: Any
+    ) -> OptimizerState:
+        """The state of the optimizer of the training step for ``loss`` and ``optimizer`` (and
+        the step's other settings, as :meth:`train_step` takes them), in the canonical layout
+        every framework reads."""
         spec = self._need_model()
         optimizer = optimizer or Optimizer()
-        step = self.train_step(loss, optimizer)
+        step = self.train_step(loss, optimizer, *settings)
         return self.manager.get_optimizer_state(
             OptimizerStateRequest(self.framework.name, self.model, spec, optimizer, step)
         )
 
     def set_optimizer_state(
-        self, state: OptimizerState, loss: str = "cross_entropy", optimizer: Optimizer | None = None
+        self, state: OptimizerState, loss: str = "cross_entropy", optimizer: Optimizer | None = None, *settings: Any
     ) -> None:
         """Make the training step for ``loss`` and ``optimizer`` continue from ``state``
         (possibly read from another framework)."""
@@ -353,7 +467,7 @@ class Stack:
         optimizer = optimizer or Optimizer()
         shapes = {p.name: p.shape for p in spec.layout() if p.trainable}
         state.check(optimizer, shapes)
-        step = self.train_step(loss, optimizer)
+        step = self.train_step(loss, optimizer, *settings)
         self.manager.set_optimizer_state(
             OptimizerStateRequest(self.framework.name, self.model, spec, optimizer, step, state)
         )
@@ -370,19 +484,40 @@ class Stack:
             self._predict = self.manager.make_predict(
                 PredictRequest(self.framework.name, self.model, spec, self.device)
             )
-        if len(x) <= batch_size:
-            return np.asarray(self._predict(x))
-        return np.concatenate([np.asarray(self._predict(x[s : s + batch_size])) for s in range(0, len(x), batch_size)])
+        with self._memory(f"predicting at batch size {batch_size}"):
+            if len(x) <= batch_size:
+                return np.asarray(self._predict(x))
+            return np.concatenate(
+                [np.asarray(self._predict(x[s : s + batch_size])) for s in range(0, len(x), batch_size)]
+            )
 
-    def evaluate(self, x: Any, y: Any, loss: str = "cross_entropy", batch_size: int = 256) -> dict[str, float]:
-        """Mean loss, and accuracy for ``cross_entropy``."""
+    def evaluate(self, x: Any, y: Any = None, loss: str = "cross_entropy", batch_size: int = 256) -> dict[str, float]:
+        """Mean loss, and accuracy for ``cross_entropy``, on ``x``, ``y`` arrays or on an
+        iterable of ``(x, y)`` batches (``y`` None), weighted by batch size."""
+        if y is None and not _batches(x):
+            raise SdkError("targets 'y' are missing: pass y, or x as an iterable of (x, y) batches")
+        return self._evaluate(x if y is None else (x, y), loss, batch_size)
+
+    def _evaluate(self, data: Any, loss: str, batch_size: int = 256) -> dict[str, float]:
         spec = self._need_model()
-        x = spec.check_input(x)
-        y = metrics.check_targets(spec, loss, y, len(x))
-        out = self.predict(x, batch_size)
-        result = {"loss": metrics.loss_value(loss, out, y)}
+        if isinstance(data, tuple):
+            data = [data]  # arrays: one "batch", predicted in batches of batch_size
+        n, loss_sum, correct = 0, 0.0, 0.0
+        for item in data:
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise SdkError(f"each batch must be an (x, y) pair (got {type(item).__name__})")
+            x = spec.check_input(item[0])
+            y = metrics.check_targets(spec, loss, item[1], len(x))
+            out = self.predict(x, batch_size)
+            n += len(x)
+            loss_sum += metrics.loss_value(loss, out, y) * len(x)
+            if loss == "cross_entropy":
+                correct += metrics.accuracy(out, y) * len(x)
+        if n == 0:
+            raise SdkError("no samples to evaluate")
+        result = {"loss": loss_sum / n}
         if loss == "cross_entropy":
-            result["accuracy"] = metrics.accuracy(out, y)
+            result["accuracy"] = correct / n
         return result
 
     # -- deployment -------------------------------------------------------------------------
@@ -403,9 +538,10 @@ class Stack:
         x = spec.check_input(calibration, finite=True)
         if len(x) == 0:
             raise SdkError("'calibration' holds no sample inputs")
-        model = self.manager.quantize_model(
-            QuantizeRequest(self.framework.name, self.model, spec, self.device, x, method, bool(per_channel))
-        )
+        with self._memory("making the int8 model"):
+            model = self.manager.quantize_model(
+                QuantizeRequest(self.framework.name, self.model, spec, self.device, x, method, bool(per_channel))
+            )
         other = Stack(self.framework.name, self.device.id, manager=self.manager, strict=self.strict)
         other.spec, other.model, other.dtype, other.precision = spec, model, self.dtype, "int8"
         return other

@@ -1,8 +1,10 @@
 """The training loop behind :meth:`Stack.fit`, with its guards.
 
-- Batches: the last partial batch is used; shuffled samples are gathered a chunk of batches at
-  a time (one copy, then views), cheaper than a gather per batch, with the extra memory
-  bounded to ~64 MiB.
+- Batches (:class:`ArrayData`): the last partial batch is used; shuffled samples are gathered
+  a chunk of batches at a time (one copy, then views), cheaper than a gather per batch, with
+  the extra memory bounded to ~64 MiB; a memory-mapped array stays on disk but for the rows a
+  chunk needs. Or any iterable of ``(x, y)`` batches (:class:`BatchData`), read afresh each
+  epoch, each batch checked.
 - Divergence: losses are read back every :data:`CHECK_EVERY` steps (not every step, so an
   accelerator is not synchronised per batch). At the first non-finite loss training stops
   with :class:`TrainingDiverged` naming the epoch and step, and the model is put back to the
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import attrs
@@ -40,8 +42,9 @@ class History:
     val_loss: list[float] = attrs.field(factory=list)
     val_accuracy: list[float] = attrs.field(factory=list)
     seconds: list[float] = attrs.field(factory=list)
+    skipped: int = 0  # fp16 updates skipped because the gradients overflowed (loss scaling)
 
-    def to_dict(self) -> dict[str, list[float]]:
+    def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
 
 
@@ -57,18 +60,67 @@ class Trainable(Protocol):
     def set_weights(self, weights: dict[str, np.ndarray], what: str = ...) -> None: ...
 
 
+class ArrayData:
+    """``x`` and ``y`` arrays (memory-mapped ones too: only the rows a batch needs are read):
+    batches of ``batch`` samples in order, or shuffled, the last one partial."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch: int, shuffle: bool) -> None:
+        self.x, self.y, self.batch, self.shuffle = x, y, batch, shuffle
+        self.steps: int | None = math.ceil(len(x) / batch)
+        self.chunk = max(1, CHUNK_BYTES // max(x[:1].nbytes * batch, 1)) * batch
+
+    def epoch(self, rng: np.random.Generator, first: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        n, batch, chunk = len(self.x), self.batch, self.chunk
+        order = rng.permutation(n) if self.shuffle else None
+        for i in range(first, math.ceil(n / batch)):
+            s = i * batch
+            if order is None:
+                yield self.x[s : s + batch], self.y[s : s + batch]
+                continue
+            at = s % chunk
+            if at == 0 or i == first:  # gather a chunk of batches at once, then views
+                idx = order[s - at : s - at + chunk]
+                xc, yc = self.x[idx], self.y[idx]
+            yield xc[at : at + batch], yc[at : at + batch]
+
+    def samples(self) -> int:
+        return len(self.x)
+
+
+class BatchData:
+    """An iterable of ``(x, y)`` numpy batches, iterated afresh each epoch (the data set may be
+    larger than RAM); ``check`` validates each batch. A resumed epoch skips the batches done."""
+
+    def __init__(self, data: Iterable[Any], check: Callable[[Any], tuple[np.ndarray, np.ndarray]]) -> None:
+        self.data, self.check, self.steps, self.count, self.epochs = data, check, None, 0, 0
+
+    def epoch(self, rng: np.random.Generator, first: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        batches = iter(self.data)
+        if batches is self.data and self.epochs:
+            raise SdkError(
+                "the training data is an iterator, read up in the first epoch: pass an iterable that "
+                "starts afresh on each iter() (a list, or a class with __iter__) to train several epochs"
+            )
+        self.epochs, self.count = self.epochs + 1, 0
+        for i, item in enumerate(batches):
+            xb, yb = self.check(item)
+            self.count += len(xb)
+            if i >= first:
+                yield xb, yb
+
+    def samples(self) -> int:
+        return self.count
+
+
 @attrs.define
 class Loop:
     """One call of ``fit``: the data, the step and the settings, run epoch by epoch."""
 
     stack: Trainable
     step: Callable[[np.ndarray, np.ndarray], Any]
-    x: np.ndarray
-    y: np.ndarray
-    batch: int
-    shuffle: bool
-    seed: int
+    data: ArrayData | BatchData
     forget_step: Callable[[], None]
+    seed: int = 0
     checkpoint: Callable[[Position], None] | None = None
     every: int | None = None
 
@@ -80,49 +132,44 @@ class Loop:
         on_epoch: Callable[[int, History], None] | None,
         resume: Position | None = None,
     ) -> History:
-        n, batch = len(self.x), self.batch
         rng = np.random.default_rng(self.seed)
-        starts = range(0, n, batch)
-        chunk = max(1, CHUNK_BYTES // max(self.x[:1].nbytes * batch, 1)) * batch
         history, first_epoch, done = History(), 0, 0
         if resume is not None:
             history, first_epoch, done = History(**resume.history), resume.epoch, resume.step
         previous: dict[str, np.ndarray] | None = None
         for epoch in range(first_epoch, epochs):
             t0 = time.perf_counter()
+            steps = self.data.steps
             snapshot = self.stack.get_weights()
             if not _finite(snapshot):  # the last update of the previous epoch diverged
-                self._diverged(previous, epoch - 1, len(starts), len(starts), "the weights it left are not finite")
+                self._diverged(previous, epoch - 1, steps or 0, steps, "the weights it left are not finite")
             first, losses = 0, []
             if resume is not None and epoch == resume.epoch:  # replay this epoch's shuffle, skip what was done
                 rng.bit_generator.state = resume.rng
                 first, losses = resume.batch, [resume.loss_sum]
             epoch_rng = dict(rng.bit_generator.state)
-            order = rng.permutation(n) if self.shuffle else None
-            bar = Progress(len(starts), f"epoch {epoch + 1}/{epochs}") if progress else None
+            batches = self.data.epoch(rng, first)
+            bar = Progress(steps, f"epoch {epoch + 1}/{epochs}") if progress else None
             pending: list[tuple[Any, int]] = []
-            read, last = first, len(starts) - 1
+            read = count = first
             step, checkpoint, every = self.step, self.checkpoint, self.every  # locals: this loop is hot
-            for i in range(first, len(starts)):
-                s = starts[i]
-                if order is None:
-                    xb, yb = self.x[s : s + batch], self.y[s : s + batch]
-                else:
-                    at = s % chunk
-                    if at == 0 or i == first:
-                        idx = order[s - at : s - at + chunk]
-                        xc, yc = self.x[idx], self.y[idx]
-                    xb, yb = xc[at : at + batch], yc[at : at + batch]
+            for xb, yb in batches:
                 pending.append((step(xb, yb), len(xb)))
-                done += 1
-                save = checkpoint is not None and (done % every == 0 if every else i == last)
-                if save or i == last or len(pending) == CHECK_EVERY:
-                    self._read(pending, losses, snapshot, epoch, read, len(starts))
-                    read, pending = i + 1, []
+                done, count = done + 1, count + 1
+                save = checkpoint is not None and every is not None and done % every == 0
+                if save or len(pending) == CHECK_EVERY:
+                    self._read(pending, losses, snapshot, epoch, read, steps)
+                    read, pending = count, []
                     if save and checkpoint is not None:
-                        checkpoint(Position(epoch, i + 1, done, epoch_rng, sum(losses), history.to_dict()))
+                        checkpoint(Position(epoch, count, done, epoch_rng, sum(losses), history.to_dict()))
                 if bar:
                     bar.update()
+            self._read(pending, losses, snapshot, epoch, read, steps)
+            n = self.data.samples()
+            if n == 0:
+                raise SdkError(f"the training data gave no batch in epoch {epoch + 1}")
+            if checkpoint is not None and every is None:  # at the end of each epoch
+                checkpoint(Position(epoch, count, done, epoch_rng, sum(losses), history.to_dict()))
             history.loss.append(sum(losses) / n)
             history.seconds.append(time.perf_counter() - t0)
             suffix = f" loss {history.loss[-1]:.4f}"
@@ -147,7 +194,7 @@ class Loop:
         snapshot: dict[str, np.ndarray],
         epoch: int,
         first: int,
-        steps: int,
+        steps: int | None,
     ) -> None:
         """Read the pending losses back (weighted by batch size); stop at a non-finite one."""
         for j, (value, k) in enumerate(pending):
@@ -156,7 +203,9 @@ class Loop:
                 self._diverged(snapshot, epoch, first + j + 1, steps, f"the loss is {loss}")
             losses.append(loss * k)
 
-    def _diverged(self, restore: dict[str, np.ndarray] | None, epoch: int, step: int, steps: int, why: str) -> None:
+    def _diverged(
+        self, restore: dict[str, np.ndarray] | None, epoch: int, step: int, steps: int | None, why: str
+    ) -> None:
         self.forget_step()  # its optimizer state holds the non-finite values too
         if restore is not None:
             self.stack.set_weights(restore)
@@ -164,6 +213,6 @@ class Loop:
         else:
             kept = "no finite weights to go back to"
         raise TrainingDiverged(
-            f"training diverged at epoch {epoch + 1}, step {step} of {steps}: {why}; {kept} "
+            f"training diverged at epoch {epoch + 1}, step {step}{f' of {steps}' if steps else ''}: {why}; {kept} "
             "(lower the learning rate, check the optimizer settings and the data)"
         )

@@ -108,7 +108,7 @@ ALL_FEATURES = (
     | {f"optimizer:{o}" for o in OPTIMIZERS}
     | {f"loss:{l}" for l in LOSSES}
     | {f"schedule:{s}" for s in SCHEDULES if s != "constant"}
-    | {"dtype:float64", "training:masks"}
+    | {"dtype:float64", "training:masks", "training:accumulate", "training:remat", "precision:bf16", "precision:fp16"}
 )
 
 

@@ -225,6 +225,77 @@ class ConformanceSuite:
         assert got.dtype == np.float64
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
+    # -- memory-efficient training ------------------------------------------------------------
+    @pytest.mark.parametrize("optimizer", ["sgd_momentum", "adam"])
+    def test_gradient_accumulation_matches_one_big_batch(self, optimizer):
+        """k micro-batches of b give the losses and weights of one batch of k*b (1e-5), a
+        partial last batch included."""
+        step_case = STEP_CASES[optimizer]
+        self._needs_training()
+        self._needs(step_case.features | {"layer:dense", "layer:tanh", "training:accumulate"})
+        weights = random_weights(STEP_SPEC)
+        big, small = self._stack(STEP_SPEC, weights), self._stack(STEP_SPEC, weights)
+        step = big.train_step("cross_entropy", step_case.optimizer)
+        micro = small.train_step("cross_entropy", step_case.optimizer, accumulate=3)
+        for i, n in enumerate((12, 12, 7)):
+            x, y = inputs(STEP_SPEC, n, seed=60 + i), targets(STEP_SPEC, "cross_entropy", n, seed=70 + i)
+            assert float(micro(x, y)) == pytest.approx(float(step(x, y)), rel=1e-5, abs=1e-6)
+            for name, value in big.get_weights().items():
+                np.testing.assert_allclose(small.get_weights()[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+        x, y = inputs(STEP_SPEC, 30, seed=80), targets(STEP_SPEC, "cross_entropy", 30, seed=81)
+        settings: dict[str, Any] = {"epochs": 2, "optimizer": step_case.optimizer, "shuffle": False}
+        one = self._stack(STEP_SPEC, weights).fit(x, y, batch_size=12, **settings)
+        three = self._stack(STEP_SPEC, weights).fit(x, y, batch_size=4, accumulate=3, **settings)
+        np.testing.assert_allclose(three.loss, one.loss, rtol=1e-5)
+
+    @pytest.mark.parametrize("precision", ["bf16", "fp16"])
+    def test_mixed_precision_keeps_float32_weights_and_follows_float32(self, precision):
+        """A mixed-precision step computes in low precision (its loss differs slightly from
+        float32's), keeps float32 master weights, and leaves inference in float32."""
+        spec = LAYER_CASES["gpt"].spec
+        self._needs_training()
+        self._needs(LAYER_CASES["gpt"].features | {"optimizer:sgd", f"precision:{precision}"})
+        weights = random_weights(spec, seed=14)
+        x, y = inputs(spec, 8, seed=15), targets(spec, "cross_entropy", 8, seed=16)
+        rule = sdk_core.Optimizer("sgd", lr=0.05)
+        full, mixed = self._stack(spec, weights), self._stack(spec, weights)
+        want = float(full.train_step("cross_entropy", rule)(x, y))
+        step = mixed.train_step("cross_entropy", rule, precision=precision)
+        got = float(step(x, y))
+        assert got == pytest.approx(want, rel=0.03)
+        after = mixed.get_weights()
+        assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in after.values())
+        moved = [n for n in after if not np.array_equal(after[n], weights[n])]
+        assert moved, "the mixed-precision step did not update the weights"
+        np.testing.assert_allclose(
+            mixed.predict(x), self._stack(spec, after).predict(x), rtol=self.forward_rtol, atol=self.forward_atol
+        )
+        assert getattr(step, "skipped", 0) in (0, 1)  # fp16 may skip its first step while the scale settles
+
+    def test_fp16_skips_and_counts_an_overflowing_step(self):
+        spec = LAYER_CASES["relu"].spec
+        self._needs_training()
+        self._needs(LAYER_CASES["relu"].features | {"optimizer:sgd", "loss:mse", "precision:fp16"})
+        weights = random_weights(spec, seed=17)
+        stack = self._stack(spec, weights)
+        step = stack.train_step("mse", sdk_core.Optimizer("sgd", lr=0.1), precision="fp16")
+        step(np.full((4, 6), 3e4, np.float32), np.zeros((4, 6), np.float32))  # overflows float16
+        assert getattr(step, "skipped", None) == 1
+        for name, value in stack.get_weights().items():
+            np.testing.assert_array_equal(value, weights[name], err_msg=f"'{name}' changed in a skipped step")
+
+    def test_activation_checkpointing_gives_the_same_step(self):
+        spec = LAYER_CASES["gpt"].spec
+        self._needs_training()
+        self._needs(LAYER_CASES["gpt"].features | {"optimizer:sgd", "training:remat"})
+        weights = random_weights(spec, seed=18)
+        x, y = inputs(spec, 8, seed=19), targets(spec, "cross_entropy", 8, seed=20)
+        rule = sdk_core.Optimizer("sgd", lr=0.05)
+        plain, remat = self._stack(spec, weights), self._stack(spec, weights)
+        want = float(plain.train_step("cross_entropy", rule)(x, y))
+        assert float(remat.train_step("cross_entropy", rule, remat=True)(x, y)) == pytest.approx(want, rel=1e-5)
+        self._assert_weights_close(remat.get_weights(), plain.get_weights(), "after a checkpointed step")
+
     # -- files and portability ---------------------------------------------------------------
     def test_weights_round_trip_through_safetensors(self, tmp_path):
         spec = LAYER_CASES["lenet_like"].spec
@@ -416,6 +487,9 @@ class ConformanceSuite:
                     )
                 elif kind == "dtype":
                     self._stack(STEP_SPEC, dtype=name)
+                elif kind in ("precision", "training") and name != "masks":
+                    options = {"precision": name} if kind == "precision" else {name: True if name == "remat" else 2}
+                    self._stack(STEP_SPEC).train_step("cross_entropy", sdk_core.Optimizer("sgd"), **options)
                 elif kind in ("loss", "schedule"):
                     optimizer = sdk_core.Optimizer(
                         "sgd", schedule=sdk_core.Schedule(name, total_steps=10) if kind == "schedule" else None

@@ -142,9 +142,15 @@ def layer_fn(index: int, layer: S.Layer) -> Apply:
     return _stateless(lambda params, x, tr, k: fn(x))
 
 
-def model_fn(spec: ModelSpec) -> Apply:
-    """The whole network as one pure function."""
+def model_fn(spec: ModelSpec, remat: bool = False) -> Apply:
+    """The whole network as one pure function; with ``remat``, each transformer block is
+    wrapped in ``jax.checkpoint``: its insides are recomputed during backward."""
     fns = [layer_fn(i, l) for i, l in enumerate(spec.layers)]
+    if remat:
+        fns = [
+            jax.checkpoint(fn, static_argnums=(3,)) if isinstance(l, S.TransformerBlock) else fn
+            for fn, l in zip(fns, spec.layers, strict=True)
+        ]
 
     def apply(params, state, x, training, key):
         for i, fn in enumerate(fns):

@@ -61,59 +61,121 @@ def _has_dropout(spec) -> bool:
     return any(getattr(l, "rate", 0) or getattr(l, "dropout", 0) for l in spec.layers)
 
 
+LOW = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
+SCALE_GROWTH = 2000  # fp16: steps without overflow before the loss scale doubles
+
+
+def _scaler(precision: str) -> dict[str, jax.Array]:
+    """Dynamic loss scaling state for fp16 (empty otherwise): scale, good steps, skipped."""
+    if precision != "fp16":
+        return {}
+    return {"scale": jnp.float32(2.0**16), "good": jnp.int32(0), "skipped": jnp.int32(0)}
+
+
 def train_step(request: StepRequest) -> Step:
     """One jit-compiled update. Batches go to jit as numpy arrays: jit moves them to the device
     the weights live on, which is cheaper than an explicit ``device_put`` per batch. The PRNG
-    key is threaded through the step only when the spec has dropout."""
+    key is threaded through the step only when the spec has dropout.
+
+    Gradient accumulation runs the micro-batches one after another inside the compiled step;
+    mixed precision casts the float32 master weights and inputs to bf16/fp16 for the forward
+    and backward passes (the dtype policy), fp16 with dynamic loss scaling (an overflowing
+    update is skipped inside the step, and counted there: no host synchronisation)."""
     model: JaxModel = request.model
     tx = make_optimizer(request.optimizer)
     loss_of = loss_fn(request.loss)
     opt_state = [tx.init(model.params)]
+    apply = model_fn(request.spec, request.remat) if request.remat else model.apply
+    low, k, fp16 = LOW.get(request.precision), request.accumulate, request.precision == "fp16"
+    cast = (
+        (lambda t: jax.tree.map(lambda a: a.astype(low) if jnp.issubdtype(a.dtype, jnp.floating) else a, t))
+        if low
+        else (lambda t: t)
+    )
+    scaler = [_scaler(request.precision)]
 
     # pruning masks, applied inside the compiled update (an argument, not a baked-in constant)
     masks = {n: model.put(np.asarray(m, np.float32)) for n, m in (request.masks or {}).items()}
 
-    def core(params, state, opt_state, key, x, y, masks):
-        def objective(p):
-            out, new_state = model.apply(p, state, x, True, key)
-            return loss_of(out, y), new_state
+    def grads_of(params, state, key, x, y, scale):
+        n = x.shape[0]
+        size = -(-n // k)
+        grads, loss = None, jnp.float32(0.0)
+        for j, s in enumerate(range(0, n, size)):
+            xb, yb, share = x[s : s + size], y[s : s + size], min(size, n - s) / n
+            sub = key if k == 1 else jax.random.fold_in(key, j)
 
-        (loss, state), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        params = {n: p * masks[n] if n in masks else p for n, p in params.items()}
-        return params, state, opt_state, loss
+            def objective(p, state=state, xb=xb, yb=yb, share=share, sub=sub):
+                out, new_state = apply(cast(p), state, cast(xb), True, sub)
+                value = loss_of(out.astype(jnp.float32), yb)
+                return value * share * scale, (value, new_state)
+
+            (_, (value, state)), g = jax.value_and_grad(objective, has_aux=True)(params)
+            grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
+            loss = loss + value * share
+        return grads, state, loss
+
+    def core(params, state, opt_state, key, x, y, masks, scaler):
+        scale = scaler["scale"] if fp16 else 1.0
+        grads, state, loss = grads_of(params, state, key, x, y, scale)
+        if fp16:
+            grads = jax.tree.map(lambda g: g / scale, grads)
+        updates, new_opt = tx.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        new_params = {n: p * masks[n] if n in masks else p for n, p in new_params.items()}
+        if not fp16:
+            return new_params, state, new_opt, loss, scaler
+        finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+        good = jnp.where(finite, scaler["good"] + 1, 0)
+        grow = good >= SCALE_GROWTH
+        scaler = {
+            "scale": jnp.where(finite, jnp.where(grow, scale * 2, scale), scale / 2),
+            "good": jnp.where(grow, 0, good),
+            "skipped": scaler["skipped"] + jnp.where(finite, 0, 1),
+        }
+        return keep(new_params, params), state, keep(new_opt, opt_state), loss, scaler
 
     if _has_dropout(request.spec):
 
         @partial(jax.jit, donate_argnums=(0, 1, 2, 3))
-        def update(params, state, opt_state, key, x, y, masks):
+        def update(params, state, opt_state, key, x, y, masks, scaler):
             key, sub = jax.random.split(key)
-            return (*core(params, state, opt_state, sub, x, y, masks), key)
+            return (*core(params, state, opt_state, sub, x, y, masks, scaler), key)
 
         def step(x: np.ndarray, y: np.ndarray) -> jax.Array:
-            model.params, model.state, opt_state[0], loss, model.key = update(
-                model.params, model.state, opt_state[0], model.key, x, y, masks
+            model.params, model.state, opt_state[0], loss, scaler[0], model.key = update(
+                model.params, model.state, opt_state[0], model.key, x, y, masks, scaler[0]
             )
             return loss
     else:
         key = model.key
-        update = jax.jit(lambda p, s, o, x, y, m: core(p, s, o, key, x, y, m), donate_argnums=(0, 1, 2))
+        update = jax.jit(lambda p, s, o, x, y, m, c: core(p, s, o, key, x, y, m, c), donate_argnums=(0, 1, 2))
 
         def step(x: np.ndarray, y: np.ndarray) -> jax.Array:
-            model.params, model.state, opt_state[0], loss = update(model.params, model.state, opt_state[0], x, y, masks)
+            model.params, model.state, opt_state[0], loss, scaler[0] = update(
+                model.params, model.state, opt_state[0], x, y, masks, scaler[0]
+            )
             return loss
 
-    return Step(step, opt_state, request.optimizer, model.device)
+    return Step(step, opt_state, request.optimizer, model.device, scaler)
 
 
 class Step:
     """``step(x, y) -> loss`` (the jit-compiled update); ``get_state`` / ``set_state`` read
     and replace the optax state in the canonical layout, for checkpoints."""
 
-    def __init__(self, run: Callable[[np.ndarray, np.ndarray], jax.Array], opt_state: list, optimizer, device) -> None:
+    def __init__(
+        self, run: Callable[[np.ndarray, np.ndarray], jax.Array], opt_state: list, optimizer, device, scaler: list
+    ) -> None:
         self.run, self.opt_state, self.optimizer, self.device = run, opt_state, optimizer, device
+        self.scaler = scaler
         self.count = 0  # updates done: not every optax state counts them (sgd, adagrad)
+
+    @property
+    def skipped(self) -> int:
+        """fp16 updates skipped for overflowing gradients (read from the device when asked)."""
+        return int(self.scaler[0]["skipped"]) if self.scaler[0] else 0
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> jax.Array:
         self.count += 1

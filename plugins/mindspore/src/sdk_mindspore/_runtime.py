@@ -96,6 +96,8 @@ def train_step(request: StepRequest) -> Step:
         return loss_of(net(x), y)
 
     grad_fn = ms.value_and_grad(forward, None, params)
+    if request.accumulate > 1:
+        grad_fn = _accumulated(grad_fn, request.accumulate)
     native = native_sgd(o, params)
     step = Step(model, request, params, native)
     masked, masks = _masks(model, request.masks or {})
@@ -127,6 +129,26 @@ def train_step(request: StepRequest) -> Step:
 
     step.run = update
     return step
+
+
+def _accumulated(grad_fn: Callable, k: int) -> Callable:
+    """``grad_fn`` over ``k`` micro-batches one after another inside the compiled graph, the
+    losses and gradients summed by each micro-batch's share of the batch."""
+
+    def run(x, y):
+        n = x.shape[0]
+        size = (n + k - 1) // k
+        loss, grads = grad_fn(x[:size], y[:size])
+        share = min(size, n) / n
+        loss, grads = loss * share, tuple(g * share for g in grads)
+        for s in range(size, n, size):
+            part = min(size, n - s) / n
+            more_loss, more = grad_fn(x[s : s + size], y[s : s + size])
+            loss = loss + more_loss * part
+            grads = tuple(a + b * part for a, b in zip(grads, more))  # noqa: B905
+        return loss, grads
+
+    return run
 
 
 def _masks(model: MsModel, masks: Mapping[str, np.ndarray]) -> tuple[list, list]:

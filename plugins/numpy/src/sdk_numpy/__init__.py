@@ -6,5 +6,12 @@ __version__ = "0.2.0"
 from sdk_core import FrameworkHooks
 
 plugin = FrameworkHooks(
-    "numpy", runtime="sdk_numpy._runtime", api=1, version_of="numpy", device_kinds=("cpu",), priority=0
+    "numpy",
+    runtime="sdk_numpy._runtime",
+    api=1,
+    version_of="numpy",
+    device_kinds=("cpu",),
+    priority=0,
+    # NumPy has no bfloat16, runs float16 products in software, and has no autograd to recompute with
+    unsupported=("precision:bf16", "precision:fp16", "training:remat"),
 )

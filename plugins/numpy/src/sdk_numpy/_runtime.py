@@ -54,21 +54,44 @@ class NumpyModel:
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         self.params.update({k: np.array(v, dtype=self.dtype) for k, v in weights.items()})
 
-    def train_step(self, loss: str, optimizer: Optimizer, masks: Mapping[str, np.ndarray] | None = None) -> Step:
-        return Step(self, loss, Updater(optimizer, self.trainable), masks)
+    def train_step(
+        self, loss: str, optimizer: Optimizer, masks: Mapping[str, np.ndarray] | None = None, accumulate: int = 1
+    ) -> Step:
+        return Step(self, loss, Updater(optimizer, self.trainable), masks, accumulate)
 
 
 class Step:
     """``step(x, y) -> loss``: one update; ``get_state`` / ``set_state`` for checkpoints."""
 
     def __init__(
-        self, model: NumpyModel, loss: str, updater: Updater, masks: Mapping[str, np.ndarray] | None = None
+        self,
+        model: NumpyModel,
+        loss: str,
+        updater: Updater,
+        masks: Mapping[str, np.ndarray] | None = None,
+        accumulate: int = 1,
     ) -> None:
-        self.model, self.loss, self.updater = model, loss, updater
+        self.model, self.loss, self.updater, self.accumulate = model, loss, updater, accumulate
         self.masks = {n: np.asarray(m, model.dtype) for n, m in (masks or {}).items()}
 
+    def _accumulated(self, x: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
+        """Micro-batches one after the other, their gradients summed by share of the batch."""
+        n = len(x)
+        size = -(-n // self.accumulate)
+        value, grads = 0.0, dict[str, np.ndarray]()
+        for s in range(0, n, size):
+            part, share = slice(s, s + size), min(size, n - s) / n
+            v, g = self.model.loss_and_grads(x[part], y[part], self.loss)
+            value += v * share
+            for name, grad in g.items():
+                grads[name] = grads[name] + grad * share if name in grads else grad * share
+        return value, grads
+
     def __call__(self, x: Any, y: Any) -> float:
-        value, grads = self.model.loss_and_grads(x, y, self.loss)
+        if self.accumulate > 1:
+            value, grads = self._accumulated(x, y)
+        else:
+            value, grads = self.model.loss_and_grads(x, y, self.loss)
         params = self.model.params
         self.updater(params, grads)
         for name, mask in self.masks.items():  # pruned weights stay exactly zero
@@ -87,7 +110,7 @@ def build(request: BuildRequest) -> NumpyModel:
 
 
 def train_step(request: StepRequest) -> Step:
-    return request.model.train_step(request.loss, request.optimizer, request.masks)
+    return request.model.train_step(request.loss, request.optimizer, request.masks, request.accumulate)
 
 
 def predict(model: NumpyModel) -> Callable[[Any], np.ndarray]:

@@ -86,6 +86,11 @@ def gelu(x):
 
 
 class TransformerBlock(keras.layers.Layer):
+    """Pre-norm block; with ``remat`` set while a training step is traced, its insides are
+    recomputed during backward (``tf.recompute_grad``): only the block's input is kept."""
+
+    remat = False
+
     def __init__(self, dim: int, layer: S.TransformerBlock, seed: int, **kwargs) -> None:
         super().__init__(**kwargs)
         dt = self.dtype_policy
@@ -97,6 +102,11 @@ class TransformerBlock(keras.layers.Layer):
         self.drop = keras.layers.Dropout(layer.dropout, seed=seed, dtype=dt)
 
     def call(self, x, training=False):
+        if self.remat and training:
+            return tf.recompute_grad(lambda h: self.inside(h, training))(x)
+        return self.inside(x, training)
+
+    def inside(self, x, training):
         x = x + self.drop(self.attn(self.ln1(x)), training=training)
         return x + self.drop(self.fc2(gelu(self.fc1(self.ln2(x)))), training=training)
 

@@ -9,8 +9,8 @@ import numpy as np
 from sdk_core import BuildRequest, DeviceInfo, NotAvailableError, StepRequest
 from sdk_core.model.optim import OptimizerState
 
-from ._framework import tf
-from ._layers import SpecModel, variables
+from ._framework import keras, tf
+from ._layers import SpecModel, TransformerBlock, variables
 from ._optim import get_state, make_optimizer, set_state
 
 KINDS = {"cpu": "CPU", "cuda": "GPU", "tpu": "TPU"}
@@ -81,14 +81,30 @@ def loss_fn(name: str):
     return lambda out, y: tf.reduce_mean(tf.square(out - y))
 
 
+POLICIES = {"fp32": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def _layers_of(module) -> list:
+    flatten = getattr(module, "_flatten_layers", None)  # Keras 3: every sublayer, the model included
+    return list(flatten(include_self=True)) if flatten else [module]
+
+
 def train_step(request: StepRequest) -> Step:
+    """One ``tf.function`` update. Mixed precision sets Keras' ``mixed_bfloat16`` or
+    ``mixed_float16`` dtype policy on every layer while the update is traced (float32
+    variables, low-precision compute; predict keeps float32), fp16 with Keras'
+    ``LossScaleOptimizer``. Gradient accumulation sums the micro-batches' gradients inside the
+    update; ``remat`` wraps each transformer block in ``tf.recompute_grad``."""
     model: TfModel = request.model
     module, loss_of = model.module, loss_fn(request.loss)
     weights = module.trainable_variables
-    optimizer = make_optimizer(request.optimizer, model.dtype.name)
+    inner = make_optimizer(request.optimizer, model.dtype.name)
+    fp16, policy, k = request.precision == "fp16", POLICIES[request.precision], request.accumulate
+    optimizer = keras.optimizers.LossScaleOptimizer(inner) if fp16 else inner
     with tf.device(model.device):
         optimizer.build(weights)
     y_dtype = tf.int64 if request.loss == "cross_entropy" else model.dtype
+    blocks = [b for b in module.blocks if isinstance(b, TransformerBlock)]
     # pruning masks in the variables' layout, applied inside the compiled update
     with tf.device(model.device):
         masked = [
@@ -96,38 +112,80 @@ def train_step(request: StepRequest) -> Step:
             for n, m in (request.masks or {}).items()
         ]
 
+    def forward(x, y):
+        loss = loss_of(tf.cast(module(x, training=True), model.dtype), y)
+        return loss, optimizer.scale_loss(loss) if fp16 else loss
+
+    def micro(x, y):
+        n = tf.shape(x)[0]
+        size = (n + k - 1) // k
+        total, grads = tf.constant(0.0, model.dtype), None
+        for j in range(k):
+            xb, yb = x[j * size : (j + 1) * size], y[j * size : (j + 1) * size]
+            share = tf.cast(tf.shape(xb)[0], model.dtype) / tf.cast(n, model.dtype)
+            with tf.GradientTape() as tape:
+                loss, scaled = forward(xb, yb)
+                loss, scaled = tf.math.multiply_no_nan(loss, share), tf.math.multiply_no_nan(scaled, share)
+            g = tape.gradient(scaled, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            total, grads = total + loss, g if grads is None else [a + b for a, b in zip(grads, g, strict=True)]
+        return total, grads
+
     # traced for the batch size first seen (static shapes let TensorFlow fold the loss mean
     # and its gradient), once more with a free batch axis for any other size
     @tf.function(reduce_retracing=True, jit_compile=model.jit)
     def update(x, y):
-        with tf.device(model.device):
-            with tf.GradientTape() as tape:
-                loss = loss_of(module(x, training=True), y)
-            if weights:
-                optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
-            for var, mask in masked:
-                var.assign(var * mask)
-            return loss
+        layers = _layers_of(module) if policy else []
+        for layer in layers:
+            layer.dtype_policy = policy
+        for block in blocks:
+            block.remat = request.remat
+        try:
+            with tf.device(model.device):
+                if k == 1:
+                    with tf.GradientTape() as tape:
+                        loss, scaled = forward(x, y)
+                    grads = tape.gradient(scaled, weights) if weights else []
+                else:
+                    loss, grads = micro(x, y)
+                if weights:
+                    optimizer.apply_gradients(zip(grads, weights, strict=True))
+                for var, mask in masked:
+                    var.assign(var * mask)
+                return loss
+        finally:  # the policy shapes this trace only: predict keeps computing in float32
+            for layer in layers:
+                layer.dtype_policy = model.dtype.name
+            for block in blocks:
+                block.remat = False
 
     x_np, y_np = model.in_dtype.as_numpy_dtype, y_dtype.as_numpy_dtype
 
     def step(x: np.ndarray, y: np.ndarray) -> tf.Tensor:
         return update(np.asarray(x, x_np), np.asarray(y, y_np))
 
-    return Step(step, model, optimizer, request.optimizer)
+    return Step(step, model, inner, request.optimizer, fp16)
 
 
 class Step:
     """``step(x, y) -> loss`` (the tf.function update); ``get_state`` / ``set_state`` read
     and write the Keras optimizer's variables in the canonical layout, for checkpoints."""
 
-    def __init__(self, run: Callable[[np.ndarray, np.ndarray], tf.Tensor], model: TfModel, native, rule) -> None:
-        self.run, self.model, self.native, self.rule = run, model, native, rule
+    def __init__(
+        self, run: Callable[[np.ndarray, np.ndarray], tf.Tensor], model: TfModel, native, rule, fp16: bool = False
+    ) -> None:
+        self.run, self.model, self.native, self.rule, self.fp16 = run, model, native, rule, fp16
         trainable = {p.name for p in model.spec.layout() if p.trainable}
         self.params = {name: pair for name, pair in model.vars.items() if name in trainable}
+        self.calls = 0
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> tf.Tensor:
+        self.calls += 1
         return self.run(x, y)
+
+    @property
+    def skipped(self) -> int:
+        """fp16 updates the loss-scale optimizer skipped (its inner optimizer did not count them)."""
+        return self.calls - int(self.native.iterations.numpy()) if self.fp16 else 0
 
     def get_state(self) -> OptimizerState:
         return get_state(self.native, self.rule, self.params)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from sdk_core import ModelSpec
 from sdk_core.model import spec as S
@@ -40,6 +41,11 @@ class SelfAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
+    """Pre-norm block; with ``remat`` set, training recomputes its insides during backward
+    (``torch.utils.checkpoint``): only the block's input is kept."""
+
+    remat = False
+
     def __init__(self, dim: int, layer: S.TransformerBlock) -> None:
         super().__init__()
         hidden = dim * layer.mlp_ratio
@@ -49,6 +55,11 @@ class TransformerBlock(nn.Module):
         self.drop = nn.Dropout(layer.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.remat and self.training and torch.is_grad_enabled():
+            return checkpoint(self.inside, x, use_reentrant=False)  # the RNG state is replayed: same dropout
+        return self.inside(x)
+
+    def inside(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln1(x)))
         return x + self.drop(self.fc2(F.gelu(self.fc1(self.ln2(x)), approximate="tanh")))
 

@@ -16,6 +16,7 @@ from . import _layers
 from ._optim import get_state, make_optimizer, set_state
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def torch_device(device: DeviceInfo) -> torch.device:
@@ -96,7 +97,13 @@ class Step:
         )
         self.loss_of = loss_fn(request.loss)
         self.targets_dtype = torch.long if request.loss == "cross_entropy" else self.model.dtype
-        self.count = 0
+        self.count = self.skipped = 0
+        self.accumulate, self.remat = request.accumulate, request.remat
+        self.blocks = [m for m in self.module.modules() if isinstance(m, _layers.TransformerBlock)]
+        self.autocast = None if request.precision == "fp32" else LOW[request.precision]
+        # fp16 needs dynamic loss scaling; bf16 has float32's range and needs none
+        self.scaler = torch.amp.GradScaler(self.model.device.type) if request.precision == "fp16" else None
+        self.plain = self.autocast is None and self.accumulate == 1 and not self.blocks
         # pruning masks in the native layout, applied after each update in one fused call
         masks = request.masks or {}
         self.masked = [self.params[n] for n in masks]
@@ -111,19 +118,60 @@ class Step:
         module, model = self.module, self.model
         if not module.training:
             module.train()
+        if not self.plain:
+            return self._general(x, y)
         target = torch.from_numpy(np.ascontiguousarray(y)).to(model.device, self.targets_dtype, non_blocking=True)
         loss = self.loss_of(module(model.tensor(x)), target)
         if self.native is not None:
             self.native.zero_grad(set_to_none=True)
             loss.backward()
-            self.native.step()
-            if self.schedule is not None:
-                self.schedule.step()
-            if self.masks:
-                with torch.no_grad():
-                    torch._foreach_mul_(self.masked, self.masks)
+            self._update()
         self.count += 1
         return loss.detach()
+
+    def _update(self) -> None:
+        assert self.native is not None
+        self.native.step()
+        if self.schedule is not None:
+            self.schedule.step()
+        if self.masks:
+            with torch.no_grad():
+                torch._foreach_mul_(self.masked, self.masks)
+
+    def _general(self, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
+        """Micro-batches (gradient accumulation), autocast and loss scaling, checkpointed blocks."""
+        model, n = self.model, len(x)
+        for block in self.blocks:
+            block.remat = self.remat
+        size = -(-n // self.accumulate)
+        if self.native is not None:
+            self.native.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=model.device)
+        for s in range(0, n, size):
+            xb, share = model.tensor(x[s : s + size]), min(size, n - s) / n
+            target = torch.from_numpy(np.ascontiguousarray(y[s : s + size])).to(model.device, self.targets_dtype)
+            with torch.autocast(model.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+                loss = self.loss_of(self.module(xb), target).float() * share
+            if self.native is not None:
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            total += loss.detach()
+        if self.native is not None:
+            if self.scaler is None:
+                self._update()
+            else:
+                scale = self.scaler.get_scale()
+                self.scaler.step(self.native)  # skipped when a gradient is inf or NaN
+                self.scaler.update()
+                if self.scaler.get_scale() < scale:
+                    self.skipped += 1
+                    return total
+                if self.schedule is not None:
+                    self.schedule.step()
+                if self.masks:
+                    with torch.no_grad():
+                        torch._foreach_mul_(self.masked, self.masks)
+        self.count += 1
+        return total
 
     def get_state(self) -> OptimizerState:
         return get_state(self.optimizer, self.native, self.params, self.model.transposed, self.count)
