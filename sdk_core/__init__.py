@@ -21,7 +21,7 @@ from .plugins.records import DeviceInfo, FrameworkInfo, MemoryReading, PowerRead
 from .version import API_VERSION, __version__
 
 if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
-    from . import compress, export
+    from . import compress, export, tune
     from .model import zoo
     from .model.data import counting_text, digits
     from .model.optim import LOSSES, OPTIMIZERS, Optimizer, OptimizerState, Schedule
@@ -102,7 +102,7 @@ _HOME = {name: module for module, names in _LAZY.items() for name in names}
 def __getattr__(name: str) -> Any:
     if name == "zoo":
         return importlib.import_module(".model.zoo", __name__)
-    if name in ("compress", "export"):
+    if name in ("compress", "export", "tune"):
         return importlib.import_module(f".{name}", __name__)
     if name in _HOME:
         value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
@@ -171,6 +171,7 @@ __all__ = [
     "load_spec",
     "load_weights",
     "save_weights",
+    "tune",
     "usable_stacks",
     "zoo",
 ]

@@ -1,4 +1,4 @@
-"""The ``sdk`` command: plugins, devices, stacks, doctor, train, predict, bench, compress, export, estimate.
+"""The ``sdk`` command: plugins, devices, stacks, doctor, train, predict, bench, compress, export, estimate, tune.
 
 Tables for people, ``--json`` for scripts; on bad input one line on stderr and exit code 1.
 Each module registers one group of subcommands (``add_commands``); plugins add theirs through
@@ -26,6 +26,7 @@ GROUPS = {
     "compress": ("compress",),
     "export": ("export",),
     "estimate": ("estimate",),
+    "tune": ("tune",),
 }
 
 

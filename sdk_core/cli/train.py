@@ -16,7 +16,7 @@ def train(args: argparse.Namespace) -> int:
     """``sdk train``: train a model on ``--data`` (digits, counting text or files) and optionally save it."""
     from ..model import zoo
     from ..model.files import check_output
-    from ..model.optim import Optimizer
+    from ..model.optim import Optimizer, Schedule
 
     if args.resume and not args.checkpoint_dir:
         raise SdkError("--resume needs --checkpoint-dir")
@@ -25,7 +25,11 @@ def train(args: argparse.Namespace) -> int:
     spec = zoo.resolve(args.model, args.image_size)
     stack = stack_from(args, spec).build(spec, seed=args.seed)
     x_train, y_train, x_test, y_test = data_for(spec, args.data, args.seed)
-    optimizer = Optimizer(args.optimizer, lr=args.lr, momentum=args.momentum)
+    schedule = None
+    if args.schedule == "cosine":  # decay over every update of the run
+        updates = args.epochs * -(-len(x_train) // (args.batch_size * args.accumulate))
+        schedule = Schedule("cosine", total_steps=max(updates, 1))
+    optimizer = Optimizer(args.optimizer, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, schedule=schedule)
     if not args.json:
         print(
             f"training {spec.name or 'model'} ({spec.param_count():,} parameters) on "
@@ -137,6 +141,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (sgd with --momentum)")
+    p.add_argument(
+        "--schedule",
+        default="constant",
+        choices=("constant", "cosine"),
+        help="cosine: the rate decays from --lr along a cosine over the whole run (default: constant)",
+    )
     p.add_argument(
         "--precision",
         default="fp32",

@@ -29,7 +29,7 @@ import attrs
 from ..errors import SpecError
 
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = ("constant", "step", "cosine", "exponential")
 LOSSES = ("cross_entropy", "mse")
 DEFAULT_EPS = {"sgd": 0.0, "adagrad": 1e-10, "rmsprop": 1e-8, "adam": 1e-8, "adamw": 1e-8}
 
@@ -102,10 +102,13 @@ def _steps(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 
 @attrs.frozen
 class Schedule:
-    """Learning rate as a function of the step: linear warmup, then constant, step or cosine.
+    """Learning rate as a function of the step: linear warmup, then constant, step, cosine or
+    exponential.
 
     - warmup: ``lr (t + 1) / warmup_steps`` for ``t < warmup_steps``;
-    - ``step``: ``lr gamma ** ((t - warmup_steps) // step_size)``;
+    - ``step``: ``lr gamma ** ((t - warmup_steps) // step_size)``, ``gamma`` in (0, 1];
+    - ``exponential``: ``lr gamma ** (t - warmup_steps)``, any ``gamma`` > 0 (above 1 it grows:
+      the learning-rate range test sweeps with it);
     - ``cosine``: ``min_lr + (lr - min_lr)(1 + cos(pi s / S)) / 2`` with
       ``s = min(t - warmup_steps, S)`` and ``S = total_steps - warmup_steps``.
     """
@@ -113,13 +116,15 @@ class Schedule:
     kind: str = attrs.field(default="constant", validator=_choice(SCHEDULES))
     warmup_steps: int = attrs.field(default=0, validator=_steps)
     step_size: int = attrs.field(default=1, validator=_steps)
-    gamma: float = attrs.field(default=0.1, validator=_number(0.0, 1.0, low_open=True))
+    gamma: float = attrs.field(default=0.1, validator=_number(0.0, 1e6, low_open=True))
     total_steps: int = attrs.field(default=0, validator=_steps)
     min_lr: float = attrs.field(default=0.0, validator=_number(0.0))
 
     def __attrs_post_init__(self) -> None:
         if self.kind == "step" and self.step_size < 1:
             raise SpecError("'step_size' must be a positive int for a step schedule (got 0)")
+        if self.kind == "step" and self.gamma > 1:
+            raise SpecError(f"'gamma' must be a number in (0, 1] for a step schedule (got {self.gamma!r})")
         if self.kind == "cosine" and self.total_steps <= self.warmup_steps:
             raise SpecError(f"'total_steps' must exceed 'warmup_steps' for a cosine schedule (got {self.total_steps})")
 
@@ -135,6 +140,8 @@ class Schedule:
         after = xp.maximum(step - self.warmup_steps, 0)  # warmup's rate replaces what is < 0
         if self.kind == "step":
             value = base_lr * self.gamma ** xp.floor(after / self.step_size)
+        elif self.kind == "exponential":
+            value = base_lr * self.gamma**after
         elif self.kind == "cosine":
             span = self.total_steps - self.warmup_steps
             done = xp.minimum(after, span)

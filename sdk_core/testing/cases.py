@@ -98,6 +98,7 @@ STEP_CASES: dict[str, StepCase] = {
     "adamw": StepCase(Optimizer("adamw", lr=0.01, weight_decay=0.1)),
     "mse": StepCase(Optimizer("sgd", lr=0.1), loss="mse"),
     "schedule_step": StepCase(Optimizer("sgd", lr=0.1, schedule=Schedule("step", step_size=1, gamma=0.5)), steps=4),
+    "schedule_exponential": StepCase(Optimizer("sgd", lr=0.01, schedule=Schedule("exponential", gamma=2.0)), steps=4),
     "schedule_cosine_warmup": StepCase(
         Optimizer("adam", lr=0.01, schedule=Schedule("cosine", warmup_steps=2, total_steps=4, min_lr=0.001)), steps=5
     ),

@@ -248,6 +248,27 @@ class ConformanceSuite:
         three = self._stack(STEP_SPEC, weights).fit(x, y, batch_size=4, accumulate=3, **settings)
         np.testing.assert_allclose(three.loss, one.loss, rtol=1e-5)
 
+    def test_streamed_batches_train_like_arrays(self, tmp_path):
+        """An iterable of (x, y) batches and memory-mapped arrays train as the same data in
+        memory does."""
+        self._needs_training()
+        self._needs({"layer:dense", "layer:tanh", "optimizer:sgd", "loss:cross_entropy"})
+        weights = random_weights(STEP_SPEC)
+        x, y = inputs(STEP_SPEC, 24, seed=90), targets(STEP_SPEC, "cross_entropy", 24, seed=91)
+        rule = sdk_core.Optimizer("sgd", lr=0.1, momentum=0.9)
+
+        class Batches:
+            def __iter__(self):
+                return ((x[s : s + 8], y[s : s + 8]) for s in range(0, 24, 8))
+
+        arrays = self._stack(STEP_SPEC, weights).fit(x, y, epochs=2, batch_size=8, shuffle=False, optimizer=rule)
+        streamed = self._stack(STEP_SPEC, weights).fit(Batches(), epochs=2, optimizer=rule)
+        np.testing.assert_allclose(streamed.loss, arrays.loss, rtol=1e-5)
+        np.save(tmp_path / "x.npy", x)
+        mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+        again = self._stack(STEP_SPEC, weights).fit(mapped, y, epochs=2, batch_size=8, shuffle=False, optimizer=rule)
+        np.testing.assert_allclose(again.loss, arrays.loss, rtol=1e-5)
+
     @pytest.mark.parametrize("precision", ["bf16", "fp16"])
     def test_mixed_precision_keeps_float32_weights_and_follows_float32(self, precision):
         """A mixed-precision step computes in low precision (its loss differs slightly from

@@ -134,7 +134,9 @@ def train_step(request: StepRequest) -> Step:
     # and its gradient), once more with a free batch axis for any other size
     @tf.function(reduce_retracing=True, jit_compile=model.jit)
     def update(x, y):
-        layers = _layers_of(module) if policy else []
+        # every layer but the output one, which stays float32 as Keras' mixed-precision guide advises
+        last = set(map(id, _layers_of(module.blocks[-1])))
+        layers = [layer for layer in _layers_of(module) if id(layer) not in last] if policy else []
         for layer in layers:
             layer.dtype_policy = policy
         for block in blocks:
