@@ -21,7 +21,7 @@ from .plugins.records import DeviceInfo, FrameworkInfo, MemoryReading, PowerRead
 from .version import API_VERSION, __version__
 
 if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
-    from . import compress, export, tune
+    from . import compress, distributed, export, tune
     from .model import zoo
     from .model.data import counting_text, digits
     from .model.optim import LOSSES, OPTIMIZERS, Optimizer, OptimizerState, Schedule
@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
     )
     from .runtime.select import usable_stacks
     from .runtime.stack import History, Stack, load_spec
+    from .runtime.world import DataParallel
 
 _LAZY = {
     "model.data": ("counting_text", "digits"),
@@ -85,6 +86,7 @@ _LAZY = {
         "TransformerBlock",
     ),
     "runtime.stack": ("History", "Stack", "load_spec"),
+    "runtime.world": ("DataParallel",),
     "runtime.select": ("usable_stacks",),
     "model.weights": ("load_weights", "save_weights"),
     "plugins.requests": (
@@ -102,7 +104,7 @@ _HOME = {name: module for module, names in _LAZY.items() for name in names}
 def __getattr__(name: str) -> Any:
     if name == "zoo":
         return importlib.import_module(".model.zoo", __name__)
-    if name in ("compress", "export", "tune"):
+    if name in ("compress", "distributed", "export", "tune"):
         return importlib.import_module(f".{name}", __name__)
     if name in _HOME:
         value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
@@ -122,6 +124,7 @@ __all__ = [
     "BatchNorm",
     "BuildRequest",
     "Conv2D",
+    "DataParallel",
     "Dense",
     "DeviceInfo",
     "DeviceOutOfMemory",
@@ -165,6 +168,7 @@ __all__ = [
     "configure",
     "counting_text",
     "digits",
+    "distributed",
     "export",
     "get_manager",
     "hookimpl",

@@ -55,7 +55,7 @@ def test_missing_and_corrupt_weights(tmp_path):
 
 def test_argument_errors_exit_1_with_one_line():
     one_line_error(sdk("train", "--epochs", "many"), "must be an int >= 1 (got 'many')")
-    one_line_error(sdk("launch"), "invalid choice: 'launch'")
+    one_line_error(sdk("teleport"), "invalid choice: 'teleport'")
 
 
 def test_failed_run_overwrites_nothing(tmp_path):

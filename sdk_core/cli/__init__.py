@@ -1,4 +1,4 @@
-"""The ``sdk`` command: plugins, devices, stacks, doctor, train, predict, bench, compress, export, estimate, tune.
+"""The ``sdk`` command: environment, train, predict, bench, compress, export, estimate, tune, launch.
 
 Tables for people, ``--json`` for scripts; on bad input one line on stderr and exit code 1.
 Each module registers one group of subcommands (``add_commands``); plugins add theirs through
@@ -27,6 +27,7 @@ GROUPS = {
     "export": ("export",),
     "estimate": ("estimate",),
     "tune": ("tune",),
+    "launch": ("launch",),
 }
 
 

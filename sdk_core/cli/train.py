@@ -22,6 +22,9 @@ def train(args: argparse.Namespace) -> int:
         raise SdkError("--resume needs --checkpoint-dir")
     if args.out:  # before any work: a bad output path must not cost a training run
         check_output(args.out, reads=[args.model] if Path(args.model).exists() else [], what="weights file")
+    from ..runtime.world import from_environ
+
+    world = from_environ()  # under sdk launch, torchrun or srun: one of several workers
     spec = zoo.resolve(args.model, args.image_size)
     stack = stack_from(args, spec).build(spec, seed=args.seed)
     x_train, y_train, x_test, y_test = data_for(spec, args.data, args.seed)
@@ -30,7 +33,7 @@ def train(args: argparse.Namespace) -> int:
         updates = args.epochs * -(-len(x_train) // (args.batch_size * args.accumulate))
         schedule = Schedule("cosine", total_steps=max(updates, 1))
     optimizer = Optimizer(args.optimizer, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, schedule=schedule)
-    if not args.json:
+    if not args.json and world.main:
         print(
             f"training {spec.name or 'model'} ({spec.param_count():,} parameters) on "
             f"{stack.framework.name}/{stack.device.id}: {len(x_train)} train, {len(x_test)} test "
@@ -46,6 +49,7 @@ def train(args: argparse.Namespace) -> int:
         seed=args.seed,
         validation_data=(x_test, y_test),
         progress=not args.json,
+        strategy="data_parallel" if world.size > 1 else None,
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
@@ -55,6 +59,8 @@ def train(args: argparse.Namespace) -> int:
         remat=args.remat,
     )
     result = stack.evaluate(x_test, y_test)
+    if not world.main:
+        return 0  # rank 0 prints the result and writes the file: every rank holds the same weights
     if args.out:
         stack.save(args.out)
     data = {

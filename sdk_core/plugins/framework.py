@@ -10,10 +10,13 @@ use. That module provides::
     train_step(request: StepRequest) -> step(x, y) -> loss
     predict(model) -> predict(x) -> numpy array
 
-and, for the ``int8`` capability and for frameworks that run a model from a file::
+and, for the ``int8`` capability, frameworks that run a model from a file and the
+``data_parallel`` capability::
 
     quantize(request: QuantizeRequest) -> int8 model
     serialize(model) -> bytes | None             # the file the framework runs the model from
+    init_distributed(request: DistributedRequest) -> None
+    all_reduce(values: numpy array) -> numpy array of the sums over every rank
 
 An inference-only plugin declares ``capabilities=("infer",)``: its ``train_step`` is never
 called (the core refuses training first).
@@ -35,7 +38,9 @@ if TYPE_CHECKING:
 
     from ..model.optim import OptimizerState
     from .requests import (
+        AllReduceRequest,
         BuildRequest,
+        DistributedRequest,
         OptimizerStateRequest,
         PredictRequest,
         QuantizeRequest,
@@ -132,6 +137,17 @@ class FrameworkHooks:
     @hookimpl
     def sdk_make_predict(self, request: PredictRequest) -> Callable[[np.ndarray], np.ndarray] | None:
         return self._runtime().predict(request.model) if request.framework == self.name else None
+
+    @hookimpl
+    def sdk_init_distributed(self, request: DistributedRequest) -> bool | None:
+        if request.framework != self.name:
+            return None
+        self._runtime().init_distributed(request)
+        return True
+
+    @hookimpl
+    def sdk_all_reduce(self, request: AllReduceRequest) -> Any:
+        return self._runtime().all_reduce(request.values) if request.framework == self.name else None
 
     @hookimpl
     def sdk_quantize_model(self, request: QuantizeRequest) -> Any:

@@ -34,7 +34,9 @@ from .records import DeviceInfo, FrameworkInfo, MemoryReading, PowerReading
 if TYPE_CHECKING:
     from ..model.optim import OptimizerState
     from .requests import (
+        AllReduceRequest,
         BuildRequest,
+        DistributedRequest,
         OptimizerStateRequest,
         PredictRequest,
         QuantizeRequest,
@@ -134,6 +136,31 @@ def sdk_serialize_model(request: WeightsRequest) -> bytes | None:
     :param request: framework, model and spec (``weights`` is ``None``).
     :return: the file's bytes, or ``None`` if ``request.framework`` is not yours or the
         framework keeps no such file (the canonical weights are the model's file then).
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_init_distributed(request: DistributedRequest) -> bool | None:
+    """Join the data-parallel job ``request.world`` with the framework's own engine
+    (``torch.distributed``, ``jax.distributed``, ``tf.distribute``, MindSpore's
+    ``communication``): rendezvous at rank 0's address and port, with every collective bounded
+    by ``world.timeout``. The core calls it once per process, before the first data-parallel
+    step. Only for plugins declaring the ``data_parallel`` capability.
+
+    :param request: framework, device and world.
+    :return: ``True`` when joined, or ``None`` if ``request.framework`` is not yours.
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_all_reduce(request: AllReduceRequest) -> Any:
+    """Sum ``request.values`` (a small float64 numpy array: validation sums, sample counts)
+    over every rank of the job, with the framework's own collectives.
+
+    :param request: framework and values.
+    :return: the sums as a numpy array, or ``None`` if ``request.framework`` is not yours.
     firstresult.
     """
 

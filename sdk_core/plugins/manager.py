@@ -36,7 +36,9 @@ from .records import DeviceInfo, FrameworkInfo, MemoryReading, PowerReading
 if TYPE_CHECKING:
     from ..model.optim import OptimizerState
     from .requests import (
+        AllReduceRequest,
         BuildRequest,
+        DistributedRequest,
         OptimizerStateRequest,
         PredictRequest,
         QuantizeRequest,
@@ -408,6 +410,15 @@ class PluginManager:
                 f"returned {type(value).__name__}, not {kind.__name__}",
             )
         return value
+
+    def init_distributed(self, request: DistributedRequest) -> None:
+        """The owning plugin joins the data-parallel job (``data_parallel`` checked by the caller)."""
+        self._dispatch(self._pm.hook.sdk_init_distributed, request.framework, request=request)
+
+    def all_reduce(self, request: AllReduceRequest) -> np.ndarray:
+        """The sums of ``request.values`` over every rank, from the owning plugin."""
+        values = self._dispatch(self._pm.hook.sdk_all_reduce, request.framework, request=request)
+        return np.asarray(values, dtype=np.float64)
 
     def quantize_model(self, request: QuantizeRequest) -> Any:
         """An int8 inference model from the owning plugin (``int8`` capability checked by the caller)."""

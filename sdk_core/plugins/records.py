@@ -12,7 +12,7 @@ import attrs
 DTYPES = ("float32", "float64")
 PEAK_FLOPS_DTYPES = ("float64", "float32", "tfloat32", "bfloat16", "float16", "float8", "int8", "int4")
 FEATURE_KINDS = ("layer", "optimizer", "loss", "schedule", "dtype", "training", "precision")
-CAPABILITIES = ("train", "infer", "int8")
+CAPABILITIES = ("train", "infer", "int8", "data_parallel")
 
 
 # -- validators: a record with a wrong field fails where it is made, naming the field ---------
@@ -172,8 +172,10 @@ class FrameworkInfo:
     on equal devices.
 
     ``capabilities`` (of :data:`CAPABILITIES`) say what the plugin does at all: ``train``
-    (training steps), ``infer`` (inference, always) and ``int8`` (int8 inference models made
-    from calibration data, ``sdk_quantize_model``). An inference-only plugin leaves out
+    (training steps), ``infer`` (inference, always), ``int8`` (int8 inference models made
+    from calibration data, ``sdk_quantize_model``) and ``data_parallel`` (training over
+    several processes on the framework's own distributed engine: ``sdk_init_distributed``,
+    ``sdk_all_reduce`` and ``StepRequest.world``). An inference-only plugin leaves out
     ``train``: training fails with a clear error before the plugin is called, and the
     conformance kit skips the training cases. ``backends`` names, per device kind, the engine
     parts the plugin runs there (ONNX Runtime's execution providers), best first; ``sdk

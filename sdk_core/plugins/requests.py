@@ -37,6 +37,44 @@ class BuildRequest:
 
 
 @attrs.frozen
+class World:
+    """The processes of a data-parallel job: this one's ``rank`` of ``size``, its
+    ``local_rank`` on its node, and where rank 0 listens (``address``:``port``) for the
+    frameworks' own rendezvous. ``timeout`` (seconds) bounds every collective: a rank that died
+    ends the job within it instead of a framework's default (gloo's 30 minutes)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    address: str = "127.0.0.1"
+    port: int = 29500
+    timeout: float = 120.0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that logs, shows progress and writes files."""
+        return self.rank == 0
+
+
+@attrs.frozen
+class DistributedRequest:
+    """Ask the plugin named ``framework`` to join ``world`` with its own engine (once per
+    process), for ``device``."""
+
+    framework: str
+    device: DeviceInfo
+    world: World
+
+
+@attrs.frozen
+class AllReduceRequest:
+    """Ask for the sum of ``values`` (a small float64 numpy array) over every rank."""
+
+    framework: str
+    values: Any
+
+
+@attrs.frozen
 class StepRequest:
     """Ask for a compiled training step for ``model`` (built by the same plugin).
 
@@ -60,7 +98,13 @@ class StepRequest:
 
     ``remat``: activation checkpointing of transformer blocks with the framework's own tool; a
     block keeps only its input and recomputes the rest during backward
-    (``training:remat``)."""
+    (``training:remat``).
+
+    ``world`` (data-parallel training, the ``data_parallel`` capability): the step gets this
+    rank's shard of each global batch. It averages gradients over every rank with its engine
+    (so every rank makes the same update), weighting each rank by its shard's share of the
+    global batch so that uneven shards give the global batch's gradient exactly, and returns
+    the loss of the whole global batch."""
 
     framework: str
     model: Any
@@ -73,6 +117,7 @@ class StepRequest:
     accumulate: int = 1
     precision: str = "fp32"
     remat: bool = False
+    world: World | None = None
 
 
 @attrs.frozen

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import attrs
 import numpy as np
 
 from ..errors import (
@@ -30,17 +31,21 @@ from ..model.weights import load_weights, read_header, read_metadata, save_weigh
 from ..plugins.manager import PluginManager, get_manager
 from ..plugins.records import DeviceInfo, FrameworkInfo
 from ..plugins.requests import (
+    AllReduceRequest,
     BuildRequest,
+    DistributedRequest,
     OptimizerStateRequest,
     PredictRequest,
     QuantizeRequest,
     StepRequest,
     WeightsRequest,
+    World,
 )
 from . import select
 from .budget import check_fits
 from .checkpoint import Checkpoints, Position, Run
 from .training import ArrayData, BatchData, History, Loop
+from .world import DataParallel, from_environ, joined, remember
 
 _RULES = {
     "epochs": "a positive int",
@@ -58,11 +63,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-StepKey = tuple[str, Optimizer, int, str, bool]
+StepKey = tuple[str, Optimizer, int, str, bool, World | None]
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def _step_key(loss: str, optimizer: Optimizer | None, accumulate: int, precision: str, remat: bool) -> StepKey:
+def _step_key(
+    loss: str, optimizer: Optimizer | None, accumulate: int, precision: str, remat: bool, world: World | None = None
+) -> StepKey:
     """The checked settings of a training step: one compiled step per distinct key."""
     if not _is_int(accumulate) or accumulate < 1:
         raise SdkError(f"'accumulate' must be a positive int (got {accumulate!r})")
@@ -70,7 +77,7 @@ def _step_key(loss: str, optimizer: Optimizer | None, accumulate: int, precision
         raise SdkError(f"'precision' must be one of {', '.join(PRECISIONS)} (got {precision!r})")
     if not isinstance(remat, bool):
         raise SdkError(f"'remat' must be true or false (got {remat!r})")
-    return (check_loss(loss), optimizer or Optimizer(), int(accumulate), precision, remat)
+    return (check_loss(loss), optimizer or Optimizer(), int(accumulate), precision, remat, world)
 
 
 def _batches(data: Any) -> bool:
@@ -295,13 +302,14 @@ class Stack:
         accumulate: int = 1,
         precision: str = "fp32",
         remat: bool = False,
+        world: World | None = None,
     ) -> Callable[[np.ndarray, np.ndarray], Any]:
         """The plugin's compiled step for ``loss`` and ``optimizer`` (and gradient
         accumulation, precision and activation checkpointing, see :class:`StepRequest`); one
         per setting, reused (so optimizer state carries over between ``fit`` calls)."""
         spec = self._need_model()
         self._refuse_training()
-        key = _step_key(loss, optimizer, accumulate, precision, remat)
+        key = _step_key(loss, optimizer, accumulate, precision, remat, world)
         features = [f"loss:{key[0]}", f"optimizer:{key[1].name}", f"schedule:{key[1].schedule.kind}"]
         if accumulate > 1:
             features.append("training:accumulate")
@@ -326,6 +334,7 @@ class Stack:
                         accumulate=key[2],
                         precision=key[3],
                         remat=key[4],
+                        world=key[5],
                     )
                 )
         return self._steps[key]
@@ -351,6 +360,7 @@ class Stack:
         accumulate: int = 1,
         precision: str = "fp32",
         remat: bool = False,
+        strategy: str | DataParallel | None = None,
     ) -> History:
         """Train for ``epochs``; ``batch_size=None`` is full-batch gradient descent.
 
@@ -359,6 +369,13 @@ class Stack:
         one micro-batch). ``precision="bf16"`` or ``"fp16"``: mixed precision, float32 master
         weights (fp16 with dynamic loss scaling; skipped updates are counted in
         ``History.skipped``). ``remat=True``: activation checkpointing of transformer blocks.
+
+        ``strategy="data_parallel"`` (or :class:`DataParallel`): data-parallel training on the
+        framework's own engine over the processes ``sdk launch``, torchrun or srun started.
+        ``batch_size`` is the global batch: each rank reads its shard of every global batch of
+        the shuffled order, the gradients are averaged over the ranks, validation figures are
+        summed over them, and only rank 0 shows progress and writes checkpoints (which resume
+        on any number of processes). Run alone, it is ordinary training.
 
         ``x`` and ``y`` are arrays (numpy, or memory-mapped ``.npy`` files: only the rows a
         batch needs are read), or ``x`` is any iterable of ``(x, y)`` numpy batches and ``y``
@@ -386,12 +403,14 @@ class Stack:
         ):
             if not ok:
                 raise SdkError(f"'{name}' must be {_RULES[name]} (got {value!r})")
-        key = _step_key(loss, optimizer, accumulate, precision, remat)
+        world = self._join(strategy)
+        rank, size = (world.rank, world.size) if world else (0, 1)
+        key = _step_key(loss, optimizer, accumulate, precision, remat, world)
         data: ArrayData | BatchData
         if y is None and _batches(x):
             if validation_split:
                 raise SdkError("'validation_split' needs arrays: give an iterable of batches 'validation_data'")
-            data, samples, batch = BatchData(x, lambda item: self._batch(item, loss)), 0, 0
+            data, samples, batch = BatchData(x, lambda item: self._batch(item, loss), rank, size), 0, 0
         else:
             if y is None:
                 raise SdkError("targets 'y' are missing: pass y, or x as an iterable of (x, y) batches")
@@ -405,7 +424,9 @@ class Stack:
             samples, batch = len(x), len(x) if batch_size is None else batch_size
             check_fits(spec, self.device, min(batch, len(x)), self.dtype, "training")
             batch = batch * accumulate if batch_size is not None else batch
-            data = ArrayData(x, y, batch, shuffle)
+            if batch < size:
+                raise SdkError(f"the global batch ({batch}) is smaller than the job's {size} processes")
+            data = ArrayData(x, y, batch, shuffle, rank, size)
         if resume and checkpoint_dir is None:
             raise SdkError("'resume' needs a 'checkpoint_dir' to resume from")
         if checkpoint_every is not None and checkpoint_dir is None:
@@ -422,16 +443,45 @@ class Stack:
                 self.set_weights(found[0], what="checkpoint weights")
                 self.set_optimizer_state(found[1], *key)
             loop.every = checkpoint_every
-            loop.checkpoint = lambda position: self._checkpoint(checkpoints, run, key, position)
+            if rank == 0:  # one copy of identical weights: rank 0 writes it
+                loop.checkpoint = lambda position: self._checkpoint(checkpoints, run, key, position)
         evaluate = None
         if validation_data is not None:
             validation = validation_data if _batches(validation_data) else tuple(validation_data)
-            evaluate = lambda: self._evaluate(validation, loss)
+            evaluate = lambda: self._evaluate(validation, loss, world=world)
         with self._memory(f"training at batch size {batch_size if samples else 'of the data'}"):
-            history = loop.run(epochs, evaluate, bool(progress), on_epoch, None if found is None else found[2])
+            history = loop.run(
+                epochs, evaluate, bool(progress) and rank == 0, on_epoch, None if found is None else found[2]
+            )
         history.skipped = int(getattr(step, "skipped", 0)) - int(skipped)
         self._check_masks()
         return history
+
+    def _join(self, strategy: str | DataParallel | None) -> World | None:
+        """The world of a data-parallel ``strategy``, joined by the plugin once per process."""
+        if strategy is None:
+            return None
+        if strategy == "data_parallel":
+            strategy = DataParallel()
+        if not isinstance(strategy, DataParallel):
+            raise SdkError(f"'strategy' must be 'data_parallel', a DataParallel or None (got {strategy!r})")
+        if "data_parallel" not in self.framework.capabilities:
+            raise NotAvailableError(
+                f"framework '{self.framework.name}' cannot train data-parallel (plugin "
+                f"'{self.framework.plugin}' declares no 'data_parallel' capability)"
+            )
+        world = from_environ()
+        if strategy.timeout is not None:
+            world = attrs.evolve(world, timeout=float(strategy.timeout))
+        if world.size == 1:
+            return None  # one process: ordinary training
+        done = joined(self.framework.name)
+        if done is None:
+            self.manager.init_distributed(DistributedRequest(self.framework.name, self.device, world))
+            remember(self.framework.name, world)
+        elif (done.rank, done.size) != (world.rank, world.size):
+            raise SdkError(f"this process already joined a job as rank {done.rank} of {done.size}")
+        return done or world
 
     def _batch(self, item: Any, loss: str) -> tuple[np.ndarray, np.ndarray]:
         """One ``(x, y)`` batch of an iterable, checked like arrays are."""
@@ -498,9 +548,13 @@ class Stack:
             raise SdkError("targets 'y' are missing: pass y, or x as an iterable of (x, y) batches")
         return self._evaluate(x if y is None else (x, y), loss, batch_size)
 
-    def _evaluate(self, data: Any, loss: str, batch_size: int = 256) -> dict[str, float]:
+    def _evaluate(self, data: Any, loss: str, batch_size: int = 256, world: World | None = None) -> dict[str, float]:
         spec = self._need_model()
         if isinstance(data, tuple):
+            if world is not None and world.size > 1:  # this rank's contiguous share; the sums are reduced below
+                n = len(data[0])
+                lo, hi = world.rank * n // world.size, (world.rank + 1) * n // world.size
+                data = (data[0][lo:hi], data[1][lo:hi])
             data = [data]  # arrays: one "batch", predicted in batches of batch_size
         n, loss_sum, correct = 0, 0.0, 0.0
         for item in data:
@@ -513,6 +567,9 @@ class Stack:
             loss_sum += metrics.loss_value(loss, out, y) * len(x)
             if loss == "cross_entropy":
                 correct += metrics.accuracy(out, y) * len(x)
+        if world is not None and world.size > 1:
+            sums = self.manager.all_reduce(AllReduceRequest(self.framework.name, np.array([n, loss_sum, correct])))
+            n, loss_sum, correct = int(sums[0]), float(sums[1]), float(sums[2])
         if n == 0:
             raise SdkError("no samples to evaluate")
         result = {"loss": loss_sum / n}

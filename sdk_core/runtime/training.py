@@ -62,39 +62,56 @@ class Trainable(Protocol):
 
 class ArrayData:
     """``x`` and ``y`` arrays (memory-mapped ones too: only the rows a batch needs are read):
-    batches of ``batch`` samples in order, or shuffled, the last one partial."""
+    batches of ``batch`` samples in order, or shuffled, the last one partial. In a data-parallel
+    job of ``size`` processes every rank walks the same global batches and reads only its own
+    shard of each (``rank``'s contiguous part); a last batch smaller than ``size`` is dropped.
+    Each batch comes with its weight in the epoch's loss: its global size."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch: int, shuffle: bool) -> None:
-        self.x, self.y, self.batch, self.shuffle = x, y, batch, shuffle
-        self.steps: int | None = math.ceil(len(x) / batch)
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch: int, shuffle: bool, rank: int = 0, size: int = 1) -> None:
+        self.x, self.y, self.batch, self.shuffle, self.rank, self.size = x, y, batch, shuffle, rank, size
+        n = len(x)
+        whole = n if size == 1 or n % batch == 0 or n % batch >= size else n - n % batch
+        self.whole = whole
+        self.steps: int | None = math.ceil(whole / batch)
         self.chunk = max(1, CHUNK_BYTES // max(x[:1].nbytes * batch, 1)) * batch
 
-    def epoch(self, rng: np.random.Generator, first: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def epoch(self, rng: np.random.Generator, first: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
         n, batch, chunk = len(self.x), self.batch, self.chunk
         order = rng.permutation(n) if self.shuffle else None
-        for i in range(first, math.ceil(n / batch)):
+        for i in range(first, self.steps or 0):
             s = i * batch
+            m = min(batch, self.whole - s)
+            if self.size > 1:  # this rank's part of the global batch, read on its own
+                lo, hi = s + self.rank * m // self.size, s + (self.rank + 1) * m // self.size
+                rows = slice(lo, hi) if order is None else np.sort(order[lo:hi])
+                yield self.x[rows], self.y[rows], m
+                continue
             if order is None:
-                yield self.x[s : s + batch], self.y[s : s + batch]
+                yield self.x[s : s + batch], self.y[s : s + batch], m
                 continue
             at = s % chunk
             if at == 0 or i == first:  # gather a chunk of batches at once, then views
                 idx = order[s - at : s - at + chunk]
                 xc, yc = self.x[idx], self.y[idx]
-            yield xc[at : at + batch], yc[at : at + batch]
+            yield xc[at : at + batch], yc[at : at + batch], m
 
     def samples(self) -> int:
-        return len(self.x)
+        return self.whole
 
 
 class BatchData:
     """An iterable of ``(x, y)`` numpy batches, iterated afresh each epoch (the data set may be
-    larger than RAM); ``check`` validates each batch. A resumed epoch skips the batches done."""
+    larger than RAM); ``check`` validates each batch. A resumed epoch skips the batches done.
+    In a data-parallel job of ``size`` processes, rank ``r`` takes the batches ``r``,
+    ``r + size``, ...: a disjoint share of each epoch."""
 
-    def __init__(self, data: Iterable[Any], check: Callable[[Any], tuple[np.ndarray, np.ndarray]]) -> None:
+    def __init__(
+        self, data: Iterable[Any], check: Callable[[Any], tuple[np.ndarray, np.ndarray]], rank: int = 0, size: int = 1
+    ) -> None:
         self.data, self.check, self.steps, self.count, self.epochs = data, check, None, 0, 0
+        self.rank, self.size = rank, size
 
-    def epoch(self, rng: np.random.Generator, first: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def epoch(self, rng: np.random.Generator, first: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
         batches = iter(self.data)
         if batches is self.data and self.epochs:
             raise SdkError(
@@ -102,11 +119,15 @@ class BatchData:
                 "starts afresh on each iter() (a list, or a class with __iter__) to train several epochs"
             )
         self.epochs, self.count = self.epochs + 1, 0
+        mine = 0
         for i, item in enumerate(batches):
+            if i % self.size != self.rank:
+                continue
             xb, yb = self.check(item)
             self.count += len(xb)
-            if i >= first:
-                yield xb, yb
+            if mine >= first:
+                yield xb, yb, len(xb)
+            mine += 1
 
     def samples(self) -> int:
         return self.count
@@ -153,8 +174,8 @@ class Loop:
             pending: list[tuple[Any, int]] = []
             read = count = first
             step, checkpoint, every = self.step, self.checkpoint, self.every  # locals: this loop is hot
-            for xb, yb in batches:
-                pending.append((step(xb, yb), len(xb)))
+            for xb, yb, weight in batches:
+                pending.append((step(xb, yb), weight))
                 done, count = done + 1, count + 1
                 save = checkpoint is not None and every is not None and done % every == 0
                 if save or len(pending) == CHECK_EVERY:

@@ -6,5 +6,11 @@ __version__ = "0.2.0"
 from sdk_core import FrameworkHooks
 
 plugin = FrameworkHooks(
-    "torch", runtime="sdk_torch._runtime", api=1, version_of="torch", device_kinds=("cpu", "cuda", "npu"), priority=20
+    "torch",
+    runtime="sdk_torch._runtime",
+    api=1,
+    version_of="torch",
+    device_kinds=("cpu", "cuda", "npu"),
+    priority=20,
+    capabilities=("train", "infer", "data_parallel"),  # torch.distributed: gloo on the cpu, NCCL on CUDA
 )

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
-from sdk_core import BuildRequest, DeviceInfo, StepRequest
+from sdk_core import BuildRequest, DeviceInfo, NotAvailableError, StepRequest
 from sdk_core.model.optim import OptimizerState
+from sdk_core.plugins.requests import DistributedRequest
 
 from . import _layers
 from ._optim import get_state, make_optimizer, set_state
@@ -47,6 +51,7 @@ class TorchModel:
         self.module = _layers.build(request.spec).to(self.device, self.dtype)
         self.transposed = _layers.linear_weights(self.module)
         self.tokens = request.spec.input_dtype == "int64"
+        self.ddp: DistributedDataParallel | None = None  # made by the first data-parallel step
 
     def tensor(self, x: np.ndarray) -> torch.Tensor:
         x = np.ascontiguousarray(x)
@@ -104,6 +109,14 @@ class Step:
         # fp16 needs dynamic loss scaling; bf16 has float32's range and needs none
         self.scaler = torch.amp.GradScaler(self.model.device.type) if request.precision == "fp16" else None
         self.plain = self.autocast is None and self.accumulate == 1 and not self.blocks
+        self.world = request.world if request.world is not None and request.world.size > 1 else None
+        if self.world is not None:
+            if not self.plain:
+                raise NotAvailableError(
+                    "data-parallel torch steps run in float32 without accumulation or checkpointing here"
+                )
+            if self.model.ddp is None:  # one wrapper per model: it broadcasts rank 0's weights once
+                self.model.ddp = DistributedDataParallel(self.module)
         # pruning masks in the native layout, applied after each update in one fused call
         masks = request.masks or {}
         self.masked = [self.params[n] for n in masks]
@@ -118,6 +131,8 @@ class Step:
         module, model = self.module, self.model
         if not module.training:
             module.train()
+        if self.world is not None:
+            return self._data_parallel(x, y)
         if not self.plain:
             return self._general(x, y)
         target = torch.from_numpy(np.ascontiguousarray(y)).to(model.device, self.targets_dtype, non_blocking=True)
@@ -128,6 +143,27 @@ class Step:
             self._update()
         self.count += 1
         return loss.detach()
+
+    def _data_parallel(self, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
+        """This rank's shard through DistributedDataParallel. DDP averages gradients over the
+        ranks; each rank's loss is weighted by its share of the global batch (times the number
+        of ranks) so that uneven shards still give the global batch's gradient, and the loss
+        returned is the global batch's."""
+        model, world = self.model, self.world
+        assert world is not None and model.ddp is not None
+        target = torch.from_numpy(np.ascontiguousarray(y)).to(model.device, self.targets_dtype)
+        shares = torch.tensor([float(len(x))], device=model.device)
+        dist.all_reduce(shares)
+        weight = len(x) / shares[0]
+        loss = self.loss_of(model.ddp(model.tensor(x)), target) * weight
+        if self.native is not None:
+            self.native.zero_grad(set_to_none=True)
+            (loss * world.size).backward()
+            self._update()
+        total = loss.detach().clone()
+        dist.all_reduce(total)
+        self.count += 1
+        return total
 
     def _update(self) -> None:
         assert self.native is not None
@@ -195,6 +231,29 @@ def predict(model: TorchModel) -> Callable[[np.ndarray], np.ndarray]:
         return module(model.tensor(x)).cpu().numpy()
 
     return run
+
+
+def init_distributed(request: DistributedRequest) -> None:
+    """torch.distributed: gloo on the cpu, NCCL on CUDA, rendezvous over TCP at rank 0."""
+    world = request.world
+    if dist.is_initialized():
+        return
+    backend = "nccl" if request.device.kind == "cuda" else "gloo"
+    dist.init_process_group(
+        backend,
+        init_method=f"tcp://{world.address}:{world.port}",
+        rank=world.rank,
+        world_size=world.size,
+        timeout=datetime.timedelta(seconds=world.timeout),
+    )
+
+
+def all_reduce(values: np.ndarray) -> np.ndarray:
+    tensor = torch.from_numpy(np.asarray(values, np.float64).copy())
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor)
+    return tensor.cpu().numpy()
 
 
 build = TorchModel  # the FrameworkHooks runtime contract: build(request) -> model
