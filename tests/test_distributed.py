@@ -24,6 +24,15 @@ FRAMEWORKS = sdk_core.PluginManager().frameworks()
 needs_torch = pytest.mark.skipif(
     "torch" not in FRAMEWORKS or importlib.util.find_spec("torch") is None, reason="needs sdk-torch"
 )
+PARALLEL = [
+    pytest.param(
+        name,
+        marks=pytest.mark.skipif(
+            name not in FRAMEWORKS or importlib.util.find_spec(name) is None, reason=f"needs sdk-{name}"
+        ),
+    )
+    for name in ("torch", "jax")
+]
 
 
 def test_the_world_comes_from_torchrun_slurm_or_nothing():
@@ -113,16 +122,18 @@ print(json.dumps(out))
 """
 
 
-@needs_torch
-def test_two_processes_of_16_step_like_one_of_32(tmp_path):
+@pytest.mark.parametrize("framework", PARALLEL)
+def test_two_processes_of_16_step_like_one_of_32(framework, tmp_path):
+    from sdk_core.distributed.launch import free_port
+
     script = tmp_path / "step.py"
     script.write_text(STEP)
-    one = json.loads(subprocess.run([sys.executable, str(script), "torch"], capture_output=True, text=True).stdout)
-    ranks = []
+    one = json.loads(subprocess.run([sys.executable, str(script), framework], capture_output=True, text=True).stdout)
+    ranks, port = [], str(free_port())
     for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29631"}
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
         ranks.append(
-            subprocess.Popen([sys.executable, str(script), "torch"], env=env, stdout=subprocess.PIPE, text=True)
+            subprocess.Popen([sys.executable, str(script), framework], env=env, stdout=subprocess.PIPE, text=True)
         )
     results = [json.loads(p.communicate(timeout=300)[0]) for p in ranks]
     for name in ("sgd", "adam"):
@@ -133,10 +144,10 @@ def test_two_processes_of_16_step_like_one_of_32(tmp_path):
             np.testing.assert_allclose(got, np.asarray(value), rtol=1e-5, atol=1e-6, err_msg=key)
 
 
-@needs_torch
-def test_sdk_launch_trains_like_one_process_and_prints_once(tmp_path):
+@pytest.mark.parametrize("framework", PARALLEL)
+def test_sdk_launch_trains_like_one_process_and_prints_once(framework, tmp_path):
     pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
-    train = ["train", "--framework", "torch", "--model", "mlp", "--epochs", "2", "--batch-size", "32", "--json"]
+    train = ["train", "--framework", framework, "--model", "mlp", "--epochs", "2", "--batch-size", "32", "--json"]
     alone = subprocess.run(SDK + train, capture_output=True, text=True, timeout=600)
     assert alone.returncode == 0, alone.stderr
     weights = tmp_path / "w.safetensors"

@@ -95,6 +95,20 @@ class _Trials:
         self.done.append(BatchTrial(batch, fits, peak, reason))
         return fits
 
+    def healthy(self, batch: int) -> bool:
+        """Whether a step at ``batch`` still runs after the trials (an out-of-memory trial
+        must not have left the process broken)."""
+        x, y = make_batch(self.stack._need_model(), self.loss, batch, seed=self.seed)
+        try:
+            float(self.step(x, y))
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            return False
+        finally:
+            gc.collect()
+        return True
+
 
 def _search(trial: _Trials, start: int, most: int) -> int:
     """The largest size ``trial`` accepts: double (or halve) from ``start``, then bisect."""
@@ -180,7 +194,7 @@ def find_batch_size(
         largest = _search(trials, max(estimated, 1), max_batch)
         if largest == 0:
             raise SdkError(f"not even a batch of 1 fits in the {what} ({limit / 2**20:,.0f} MiB)")
-        healthy = trials(largest)
+        healthy = trials.healthy(largest)
         rates = {}
         size = 1
         while size <= largest:

@@ -13,4 +13,5 @@ plugin = FrameworkHooks(
     device_kinds=("cpu", "cuda", "tpu"),
     priority=15,
     unsupported=("dtype:float64",),  # needs JAX's process-wide jax_enable_x64 switch
+    capabilities=("train", "infer", "data_parallel"),  # jax.distributed and a data-sharded jit
 )

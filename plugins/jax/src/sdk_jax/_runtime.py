@@ -10,17 +10,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sdk_core import BuildRequest, DeviceInfo, StepRequest
+from sdk_core import BuildRequest, DeviceInfo, NotAvailableError, StepRequest
 from sdk_core.model.optim import OptimizerState
+from sdk_core.plugins.requests import DistributedRequest
 
+from . import _parallel
 from ._layers import model_fn
 from ._optim import get_state, make_optimizer, set_state
 
 PLATFORMS = {"cpu": "cpu", "cuda": "gpu", "tpu": "tpu"}
 
 
+_parallel.start_from_environ()  # a worker of a data-parallel job joins it before JAX computes
+
+
 def jax_device(device: DeviceInfo) -> jax.Device:
-    return jax.devices(PLATFORMS[device.kind])[device.index]
+    return jax.local_devices(backend=PLATFORMS[device.kind])[device.index]
 
 
 class JaxModel:
@@ -96,6 +101,12 @@ def train_step(request: StepRequest) -> Step:
 
     # pruning masks, applied inside the compiled update (an argument, not a baked-in constant)
     masks = {n: model.put(np.asarray(m, np.float32)) for n, m in (request.masks or {}).items()}
+    if request.world is not None and request.world.size > 1:
+        if low or k > 1 or request.remat:
+            raise NotAvailableError("data-parallel JAX steps run in float32 without accumulation or checkpointing here")
+        _parallel.check_joined(request.world.size)
+        run = _parallel.make_step(model, apply, tx, request.loss, masks, opt_state)
+        return Step(run, opt_state, request.optimizer, model.device, scaler)
 
     def grads_of(params, state, key, x, y, scale):
         n = x.shape[0]
@@ -195,4 +206,10 @@ def predict(model: JaxModel) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: np.asarray(forward(model.params, model.state, x))
 
 
+def init_distributed(request: DistributedRequest) -> None:
+    """JAX joined when this module loaded (``_parallel.start_from_environ``); check it did."""
+    _parallel.check_joined(request.world.size)
+
+
+all_reduce = _parallel.all_reduce
 build = JaxModel  # the FrameworkHooks runtime contract: build(request) -> model
