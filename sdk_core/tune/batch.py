@@ -27,6 +27,7 @@ from ..model.data import make_batch
 from ..model.estimate import largest_batch
 from ..model.optim import Optimizer
 from ..runtime.stack import Stack
+from .lr import built
 
 MAX_TRIALS = 16
 
@@ -75,7 +76,7 @@ class _Trials:
         self.done: list[BatchTrial] = []
 
     def __call__(self, batch: int) -> bool:
-        spec = self.stack._need_model()
+        spec = built(self.stack)
         peak, reason = None, ""
         try:
             x, y = make_batch(spec, self.loss, batch, seed=self.seed)
@@ -98,7 +99,7 @@ class _Trials:
     def healthy(self, batch: int) -> bool:
         """Whether a step at ``batch`` still runs after the trials (an out-of-memory trial
         must not have left the process broken)."""
-        x, y = make_batch(self.stack._need_model(), self.loss, batch, seed=self.seed)
+        x, y = make_batch(built(self.stack), self.loss, batch, seed=self.seed)
         try:
             float(self.step(x, y))
         except Exception as exc:
@@ -140,7 +141,7 @@ def _search(trial: _Trials, start: int, most: int) -> int:
 
 
 def _samples_per_s(stack: Stack, step: Callable[..., Any], loss: str, batch: int, seed: int) -> float:
-    x, y = make_batch(stack._need_model(), loss, batch, seed=seed)
+    x, y = make_batch(built(stack), loss, batch, seed=seed)
     float(step(x, y))
     times = []
     for _ in range(2):
@@ -162,7 +163,7 @@ def find_batch_size(
     """Find the largest batch that fits on the stack's device (within ``memory_budget`` bytes of
     process memory on the cpu, where a budget is required), then the fastest batch up to it.
     The stack's weights are put back afterwards."""
-    spec = stack._need_model()
+    spec = built(stack)
     optimizer = optimizer or Optimizer()
     device = stack.device
     if memory_budget is not None and (isinstance(memory_budget, bool) or memory_budget <= 0):

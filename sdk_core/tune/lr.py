@@ -21,6 +21,7 @@ import attrs
 import numpy as np
 
 from ..errors import SdkError
+from ..model import spec as S
 from ..model.optim import Optimizer, Schedule
 from ..runtime.stack import Stack
 
@@ -41,6 +42,13 @@ class RangeTest:
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
+
+
+def built(stack: Stack) -> S.ModelSpec:
+    """The stack's model spec, or an error saying to build one."""
+    if stack.spec is None:
+        raise SdkError("no model: build(spec) or load(path) the stack first")
+    return stack.spec
 
 
 def _smooth(losses: list[float], beta: float) -> list[float]:
@@ -99,7 +107,7 @@ def range_test(
         raise SdkError(f"'steps' must be an int >= 3 (got {steps!r})")
     if diverge <= 1:
         raise SdkError(f"'diverge' must be above 1 (got {diverge!r})")
-    spec = stack._need_model()
+    spec = built(stack)
     if spec.param_count() == 0:
         raise SdkError("the model has no trainable parameters: there is no learning rate to find")
     base = Optimizer(optimizer) if isinstance(optimizer, str) else optimizer
