@@ -16,20 +16,12 @@ lower, every framework within 0.1 point of the others.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-SDK = [sys.executable, "-m", "sdk_core"]
-
-
-def sdk(*args: str) -> dict:
-    result = subprocess.run([*SDK, *args, "--json"], capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(f"sdk {' '.join(args)} failed: {result.stderr.strip()}")
-    return json.loads(result.stdout)
+sys.path.insert(0, str(Path(__file__).parent))
+from _sdk import sdk
 
 
 def main() -> None:

@@ -9,20 +9,13 @@ intra-op threads already used: expect no speed-up there; the figure shows the ov
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
+from pathlib import Path
 
 import sdk_core
 
-SDK = [sys.executable, "-m", "sdk_core"]
-
-
-def run(argv: list[str]) -> dict:
-    out = subprocess.run(argv, capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(out.stderr.strip()[-800:])
-    return json.loads(out.stdout)
+sys.path.insert(0, str(Path(__file__).parent))
+from _sdk import sdk
 
 
 def main() -> None:
@@ -33,9 +26,9 @@ def main() -> None:
     frameworks = [f for f in sdk_core.get_manager().frameworks().values() if "data_parallel" in f.capabilities]
     print("framework   processes  samples/s (epochs after the first)  final loss")
     for fw in frameworks:
-        train = ["train", "--framework", fw.name, "--model", args.model, "--epochs", args.epochs, "--json"]
-        for n, argv in ((1, SDK + train), (2, SDK + ["launch", "--nproc-per-node", "2", "--", "sdk", *train])):
-            result = run(argv)
+        train = ["train", "--framework", fw.name, "--model", args.model, "--epochs", args.epochs]
+        for n, argv in ((1, train), (2, ["launch", "--nproc-per-node", "2", "--", "sdk", *train])):
+            result = sdk(*argv)
             seconds = result["history"]["seconds"][1:] or result["history"]["seconds"]
             samples = 1437  # the digits training split
             rate = samples * len(seconds) / sum(seconds)

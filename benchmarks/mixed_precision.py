@@ -9,21 +9,20 @@ the training time.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import time
+from pathlib import Path
 
 import sdk_core
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _sdk import sdk
+
 
 def train(framework: str, precision: str, epochs: int) -> tuple[dict, float]:
-    argv = [sys.executable, "-m", "sdk_core", "train", "--framework", framework, "--epochs", str(epochs)]
     t0 = time.perf_counter()
-    out = subprocess.run([*argv, "--precision", precision, "--json"], capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(f"{framework} {precision}: {out.stderr.strip()[-500:]}")
-    return json.loads(out.stdout), time.perf_counter() - t0
+    result = sdk("train", "--framework", framework, "--epochs", str(epochs), "--precision", precision)
+    return result, time.perf_counter() - t0
 
 
 def main() -> None:

@@ -14,18 +14,11 @@ divergence on every framework.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
+from pathlib import Path
 
-SDK = [sys.executable, "-m", "sdk_core"]
-
-
-def sdk(*args: str) -> dict:
-    out = subprocess.run([*SDK, *args, "--json"], capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(f"sdk {' '.join(args)}: {out.stderr.strip()[-800:]}")
-    return json.loads(out.stdout)
+sys.path.insert(0, str(Path(__file__).parent))
+from _sdk import sdk
 
 
 def first(accuracies: list[float], target: float = 0.98) -> str:
