@@ -51,14 +51,6 @@ def built(stack: Stack) -> S.ModelSpec:
     return stack.spec
 
 
-def _smooth(losses: list[float], beta: float) -> list[float]:
-    out, average = [], 0.0
-    for i, loss in enumerate(losses):
-        average = beta * average + (1 - beta) * loss
-        out.append(average / (1 - beta ** (i + 1)))
-    return out
-
-
 def centred(losses: list[float], window: int) -> list[float]:
     """The moving average of ``losses`` over ``window`` points centred on each (narrower at
     the ends): smooth, and unlike a running average it does not lag behind the sweep."""
@@ -119,7 +111,7 @@ def range_test(
     order = rng.permutation(len(x))
     lrs: list[float] = []
     losses: list[float] = []
-    stopped = False
+    stopped, average, lowest = False, 0.0, math.inf  # the running average watches for divergence
     try:
         for t in range(steps):
             at = (t * batch_size) % len(x)
@@ -131,8 +123,10 @@ def range_test(
             losses.append(value)
             if progress is not None:
                 progress(t + 1, steps)
-            running = _smooth(losses, SMOOTHING)
-            if not math.isfinite(value) or (t > 5 and running[-1] > diverge * min(running)):
+            average = SMOOTHING * average + (1 - SMOOTHING) * value
+            running = average / (1 - SMOOTHING ** (t + 1))  # bias-corrected
+            lowest = min(lowest, running)
+            if not math.isfinite(value) or (t > 5 and running > diverge * lowest):
                 stopped = True
                 break
     finally:
