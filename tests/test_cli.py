@@ -43,7 +43,7 @@ def test_malformed_spec_file_and_unknown_model(tmp_path):
     bad.write_text("{oops")
     one_line_error(sdk("train", "--model", str(bad)), "spec is not valid JSON")
     one_line_error(sdk("train", "--model", str(tmp_path / "none.json")), "spec file", "does not exist")
-    one_line_error(sdk("train", "--model", "resnet"), "unknown model 'resnet'")
+    one_line_error(sdk("train", "--model", "vgg16"), "unknown model 'vgg16'")
 
 
 def test_missing_and_corrupt_weights(tmp_path):

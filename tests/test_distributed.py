@@ -24,14 +24,16 @@ FRAMEWORKS = sdk_core.PluginManager().frameworks()
 needs_torch = pytest.mark.skipif(
     "torch" not in FRAMEWORKS or importlib.util.find_spec("torch") is None, reason="needs sdk-torch"
 )
+# the reference sums its gradients with torch.distributed's gloo
+ENGINES = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow", "mindspore": "mindspore", "numpy": "torch"}
 PARALLEL = [
     pytest.param(
         name,
         marks=pytest.mark.skipif(
-            name not in FRAMEWORKS or importlib.util.find_spec(name) is None, reason=f"needs sdk-{name}"
+            name not in FRAMEWORKS or importlib.util.find_spec(engine) is None, reason=f"needs sdk-{name} and {engine}"
         ),
     )
-    for name in ("torch", "jax")
+    for name, engine in ENGINES.items()
 ]
 
 
@@ -61,7 +63,11 @@ def test_the_world_comes_from_torchrun_slurm_or_nothing():
 def test_a_framework_without_the_capability_refuses_clearly():
     if "numpy" not in FRAMEWORKS:
         pytest.skip("needs sdk-numpy")
-    stack = Stack("numpy").build(zoo.mlp())
+    manager = sdk_core.PluginManager(autoload=False)  # the reference's runtime, declared without the capability
+    manager.register(
+        sdk_core.FrameworkHooks("plainfw", runtime="sdk_numpy._runtime", api=1, version_of="numpy"), "plainfw"
+    )
+    stack = Stack("plainfw", manager=manager).build(zoo.mlp())
     with pytest.raises(NotAvailableError, match="cannot train data-parallel"):
         stack.fit([[0.0] * 64], [0], strategy="data_parallel")
     with pytest.raises(sdk_core.SdkError, match="'strategy' must be 'data_parallel'"):

@@ -23,6 +23,7 @@ from sdk_core.model import spec as S  # noqa: E402
 from sdk_core.testing.cases import LAYER_CASES, inputs, random_weights  # noqa: E402
 
 MODELS = {**{name: case.spec for name, case in LAYER_CASES.items()}, **{n: zoo.get(n) for n in zoo.ZOO}}
+GRAPHS = [name for name in LAYER_CASES if name.startswith("graph_")]
 SDK = [sys.executable, "-m", "sdk_core"]
 
 
@@ -50,7 +51,9 @@ def test_outputs_match_the_reference(name, opset):
     np.testing.assert_allclose(got, reference(spec, weights, x), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["lenet5", "gpt", "transformer_block", "batchnorm_images"])
+@pytest.mark.parametrize(
+    "name", ["lenet5", "gpt", "transformer_block", "batchnorm_images", "graph_resnet_block", "graph_encoder_block"]
+)
 def test_model_passes_the_full_checker_and_strict_shape_inference(name):
     spec = MODELS[name]
     model = to_onnx(spec, random_weights(spec))
@@ -60,6 +63,37 @@ def test_model_passes_the_full_checker_and_strict_shape_inference(name):
     assert out[0].dim_param == "batch" and [d.dim_value for d in out[1:]] == list(spec.output_shape)
     elem = inferred.graph.input[0].type.tensor_type.elem_type
     assert elem == (onnx.TensorProto.INT64 if spec.input_dtype == "int64" else onnx.TensorProto.FLOAT)
+
+
+@pytest.mark.parametrize("opset", [13, 17, 20, 21])
+@pytest.mark.parametrize("name", GRAPHS)
+def test_graph_values_are_unique_and_weights_keep_their_canonical_names(name, opset):
+    spec = MODELS[name]
+    model = to_onnx(spec, random_weights(spec), opset=opset)
+    weights = {p.name for p in spec.layout()}
+    initializers = [i.name for i in model.graph.initializer]
+    outputs = [o for n in model.graph.node for o in n.output]
+    assert weights <= set(initializers) and len(set(initializers)) == len(initializers)
+    assert len(set(outputs)) == len(outputs) and not set(outputs) & set(initializers)
+
+
+def test_merges_count_a_repeated_input_and_join_sequences_on_the_last_axis():
+    spec = S.ModelSpec.from_nodes(
+        (4, 6),
+        [
+            S.Node("a", S.Dense(6)),
+            S.Node("twice", S.Add(), ["a", "a", "input"]),  # three inputs: Sum; "a" counts twice
+            S.Node("b", S.Dense(3), "input"),
+            S.Node("cat", S.Concat(), ["twice", "b", "input"]),
+            S.Node("pool", S.GlobalAvgPool()),
+        ],
+    )
+    weights = random_weights(spec, seed=1)
+    x = inputs(spec, 3, seed=2)
+    for opset in (13, 17, 18, 21):
+        model = to_onnx(spec, weights, opset=opset)
+        assert {"Sum", "Concat", "ReduceMean"} <= {n.op_type for n in model.graph.node}
+        np.testing.assert_allclose(run_onnx(model, x), reference(spec, weights, x), rtol=1e-4, atol=1e-4)
 
 
 def test_batch_axis_is_dynamic():
@@ -103,6 +137,9 @@ def test_bad_requests_fail_clearly():
     odd = S.ModelSpec((4,), [S.Dense(3), Strange()])
     with pytest.raises(SpecError, match=r"layer 1 \(strange\): the ONNX exporter cannot express"):
         to_onnx(odd, odd.init_weights())
+    odd_graph = S.ModelSpec.from_nodes((4,), [S.Node("fc", S.Dense(3)), S.Node("odd", Strange())])
+    with pytest.raises(SpecError, match=r"node 'odd' \(strange\): the ONNX exporter cannot express"):
+        to_onnx(odd_graph, odd_graph.init_weights())
     with pytest.raises(SdkError, match="'opset' must be an int from 13"):
         to_onnx(spec, weights, opset=11)
     bad = dict(weights)
@@ -155,6 +192,20 @@ def test_static_int8_keeps_accuracy_and_shrinks_the_file(trained_lenet, method):
     assert accuracy["int8"] >= accuracy["fp32"] - 0.01, accuracy
     assert fp32.ByteSize() / int8.ByteSize() > 2.2  # 16x16 LeNet: scales and graph weigh more here
     assert spec_of(int8) == stack.spec
+
+
+def test_static_int8_of_a_residual_graph_stays_close_to_float():
+    spec = LAYER_CASES["graph_resnet_block"].spec
+    weights = random_weights(spec, seed=3)
+    x = inputs(spec, 512, seed=5)
+    fp32 = to_onnx(spec, weights)
+    int8 = quantize_static(fp32, x[:256])
+    ops = [n.op_type for n in int8.graph.node]
+    assert {"QuantizeLinear", "DequantizeLinear", "Add", "GlobalAveragePool"} <= set(ops) and "Conv" in ops
+    want, got = run_onnx(fp32, x[256:]), run_onnx(int8, x[256:])
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
+    np.testing.assert_allclose(got, want, atol=0.1 * np.abs(want).max())
+    assert spec_of(int8) == spec
 
 
 def test_codebook_weights_go_into_8_bits_exactly(trained_lenet):

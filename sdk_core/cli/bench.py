@@ -98,7 +98,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "energy and FLOP utilisation over a sweep of batch sizes",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--model", default="mlp", help="mlp (default), lenet5, gpt or a spec .json file")
+    p.add_argument(
+        "--model",
+        default="mlp",
+        help="a zoo name (mlp (default), lenet5, gpt, resnet, bert, resnet18, resnet50, ...) or a spec .json file",
+    )
     p.add_argument(
         "--weights",
         default=None,

@@ -115,21 +115,25 @@ def digits_for(spec: ModelSpec, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
     return digits(image_size=None, seed=seed)
 
 
-DATA = ("auto", "digits", "counting_text")
+DATA = ("auto", "digits", "counting_text", "counting_or_not")
 
 
 def data_name(spec: ModelSpec, data: str) -> str:
-    """``--data auto`` resolved: counting text for token models, else digits."""
+    """``--data auto`` resolved: counting text for token models with an output per token,
+    counting-or-not for token models with one output per sequence (encoders), else digits."""
     if data == "auto":
-        return "counting_text" if spec.input_dtype == "int64" else "digits"
+        if spec.input_dtype != "int64":
+            return "digits"
+        return "counting_text" if len(spec.output_shape) > 1 else "counting_or_not"
     return data
 
 
 def data_for(spec: ModelSpec, data: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``--data``: ``digits``, ``counting_text`` (next-token sequences for token models),
-    ``auto`` (the one the model takes) or a path: an ``.npz`` with x_train, y_train, x_test,
-    y_test, or a folder of those ``.npy`` files (memory-mapped)."""
-    from ..model.data import counting_text, load_split
+    ``counting_or_not`` (sequence labels for encoders), ``auto`` (the one the model takes) or
+    a path: an ``.npz`` with x_train, y_train, x_test, y_test, or a folder of those ``.npy``
+    files (memory-mapped)."""
+    from ..model.data import counting_or_not, counting_text, load_split
 
     data = data_name(spec, data)
     if data == "digits":
@@ -140,5 +144,15 @@ def data_for(spec: ModelSpec, data: str, seed: int) -> tuple[np.ndarray, np.ndar
         vocab = min(getattr(spec.layers[0], "vocab_size", 16), 16)
         x_train, y_train = counting_text(1024, spec.input_shape[0], vocab, seed)
         x_test, y_test = counting_text(256, spec.input_shape[0], vocab, seed + 1)
+        return x_train, y_train, x_test, y_test
+    if data == "counting_or_not":
+        if spec.input_dtype != "int64" or len(spec.input_shape) != 1 or spec.output_shape[-1] < 2:
+            raise SdkError(
+                f"the counting_or_not data needs a (tokens,) int64 input and two or more class outputs, "
+                f"the model takes {spec.input_shape} and gives {spec.output_shape}"
+            )
+        vocab = min(getattr(spec.layers[0], "vocab_size", 16), 16)
+        x_train, y_train = counting_or_not(1024, spec.input_shape[0], vocab, seed)
+        x_test, y_test = counting_or_not(256, spec.input_shape[0], vocab, seed + 1)
         return x_train, y_train, x_test, y_test
     return load_split(data)

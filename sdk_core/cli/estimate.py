@@ -100,7 +100,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     from ..model.estimate import PRECISIONS, SLOTS
 
     p = add_command(sub, "estimate", estimate, "estimate the FLOPs and memory a model needs, per device")
-    p.add_argument("--model", default="gpt", help="a zoo name (mlp, lenet5, gpt, gpt2, ..., decoder-70b) or spec .json")
+    p.add_argument(
+        "--model",
+        default="gpt",
+        help="a zoo name (mlp, lenet5, gpt, resnet, bert, resnet18, resnet50, gpt2, ..., decoder-70b) or spec .json",
+    )
     p.add_argument("--batch-size", type=counting(1), default=32, help="samples per step (default: 32)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="compute precision (default: fp32)")
     p.add_argument("--optimizer", default="adam", choices=tuple(SLOTS), help="optimizer (default: adam)")

@@ -140,7 +140,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = add_command(sub, "train", train, "train a model on the digits data set, counting text or your files")
     add_stack_options(p)
     _data_option(p)
-    p.add_argument("--model", default="lenet5", help="mlp, lenet5, gpt or a spec .json file")
+    p.add_argument("--model", default="lenet5", help="mlp, lenet5 (default), gpt, resnet, bert or a spec .json file")
     p.add_argument("--image-size", type=image_size, default=32, help="digits image size for lenet5 (8 to 256)")
     p.add_argument("--epochs", type=counting(1), default=10)
     p.add_argument("--batch-size", type=counting(1), default=32)

@@ -30,14 +30,13 @@ def prunable(stack: Stack, min_axes: int = 2) -> dict[str, str]:
     spec = stack._need_model()
     out = {}
     for p in spec.layout():
-        index = int(p.name.split(".", 1)[0])
         if p.trainable and len(p.shape) >= min_axes:
-            out[p.name] = spec.layers[index].type
+            out[p.name] = spec.layers[spec.node_of(p.name)].type
     return out
 
 
 def _matches(name: str, kind: str, key: str) -> bool:
-    """``key`` names a weight (``3.weight``), a layer index (``3``) or a layer type (``dense``)."""
+    """``key`` names a weight (``3.weight``), a node (``3``, or ``stem`` in a graph) or a layer type (``dense``)."""
     return key in (name, name.split(".", 1)[0], kind) or (key == "conv" and kind == "conv2d")
 
 

@@ -87,6 +87,11 @@ class Quantized:
 def layer_chain(stack: Stack) -> list[Stack]:
     """One single-layer stack per layer of ``stack``'s model, holding its current weights."""
     spec = stack._need_model()
+    if spec.is_graph:
+        raise SdkError(
+            "int8 simulation runs sequential models only; for a graph model (residual, branches) "
+            "export int8 ONNX instead: sdk export --quantize int8"
+        )
     weights = stack.get_weights()
     chain = []
     for i, layer in enumerate(spec.layers):

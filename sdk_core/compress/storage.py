@@ -80,7 +80,7 @@ def save_compressed(
         rows.append(
             {
                 "name": name,
-                "layer": spec.layers[int(name.split(".", 1)[0])].type,
+                "layer": spec.layers[spec.node_of(name)].type,
                 "params": int(value.size),
                 "nonzeros": int(np.count_nonzero(masks[name])) if name in masks else int(value.size),
                 "bits": bits[name],

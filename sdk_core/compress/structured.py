@@ -52,6 +52,11 @@ def prune_structured(
     every conv2d and the units of every hidden dense layer removed (``ratios`` by layer index
     or type; ``keep`` lists layer indices or types left whole), with the remaining weights."""
     spec = stack._need_model()
+    if spec.is_graph:
+        raise SdkError(
+            "structured pruning slims sequential models only: in a graph model (residual, "
+            "branches) a merge ties the channels of its inputs together"
+        )
     amount = check_ratio(amount)
     keep = {str(k) for k in keep}
     weights = stack.get_weights()

@@ -1,10 +1,13 @@
 """A ModelSpec and its canonical weights as an ONNX graph, written with the ``onnx`` package
 (no training framework is imported).
 
-Every layer maps to standard ONNX operators. The canonical weight names (``"0.weight"``,
-``"3.attn.q.bias"``) are the initializer names, so a weight is found in the ONNX file under
-the name it has everywhere else. The graph input is ``x`` (``float32``, or ``int64`` token
-ids), the output ``y``; the batch axis is the dynamic dimension ``batch``.
+Every layer maps to standard ONNX operators; a graph spec's nodes read the values of their
+sources, and the merges are ``Add`` (``Sum`` for three or more inputs) and ``Concat`` on the
+channel axis. The canonical weight names (``"0.weight"``, ``"3.attn.q.bias"``,
+``"stem.weight"``) are the initializer names, so a weight is found in the ONNX file under the
+name it has everywhere else; every other value is named ``{hint}/{n}``, so none collides with
+a weight. The graph input is ``x`` (``float32``, or ``int64`` token ids), the output ``y``;
+the batch axis is the dynamic dimension ``batch``.
 
 Opsets 13 and later are written; operators newer than the opset asked for are spelled out
 with older ones (``LayerNormalization`` needs 17, ``Gelu`` 20).
@@ -130,8 +133,37 @@ class _Emitter:
         merged = g.op("Reshape", [g.op("Transpose", [mixed], perm=[0, 2, 1, 3]), g.const([0, t, d], "merge", np.int64)])
         return self.linear(f"{prefix}o.", merged)
 
-    def layer(self, i: int, layer: S.Layer, h: str, shape: S.Shape) -> str:
-        g, p = self.g, f"{i}."
+    def merge(self, p: str, layer: S.Layer, inputs: list[str], shape: S.Shape) -> str | None:
+        """A merge node's output (``add``: ``Add``, or ``Sum`` of 3+; ``concat`` on the channel
+        axis), or None for a layer that is no merge this exporter knows."""
+        if isinstance(layer, S.Add):
+            return self.g.op("Add" if len(inputs) == 2 else "Sum", inputs, f"{p}add")
+        if isinstance(layer, S.Concat):
+            return self.g.op("Concat", inputs, f"{p}concat", axis=S.channel_axis(shape) + 1)
+        return None
+
+    def global_avg_pool(self, p: str, h: str, shape: S.Shape) -> str:
+        g = self.g
+        if len(shape) == 3:  # (batch, C, H, W) -> (batch, C, 1, 1) -> (batch, C)
+            return g.op("Flatten", [g.op("GlobalAveragePool", [h])], f"{p}global_avg_pool", axis=1)
+        if g.opset >= 18:  # ReduceMean takes its axes as an input from opset 18
+            return g.op("ReduceMean", [h, g.const([1], "axes", np.int64)], f"{p}global_avg_pool", keepdims=0)
+        return g.op("ReduceMean", [h], f"{p}global_avg_pool", axes=[1], keepdims=0)
+
+    def node(self, spec: S.ModelSpec, i: int, values: Mapping[int, str]) -> str:
+        """Node ``i``'s output value, reading its sources' ``values`` (``-1``: the input)."""
+        layer, inputs = spec.layers[i], [values[j] for j in spec.sources[i]]
+        p, shape = f"{spec.node_names[i]}.", spec.input_shape_of(i)
+        out = self.merge(p, layer, inputs, shape) if layer.merge else self.layer(p, layer, inputs[0], shape)
+        if out is None:
+            label = f"node '{spec.node_names[i]}'" if spec.is_graph else f"layer {i}"
+            raise SpecError(f"{label} ({layer.type}): the ONNX exporter cannot express this layer type")
+        return out
+
+    def layer(self, p: str, layer: S.Layer, h: str, shape: S.Shape) -> str | None:
+        """The output of a one-input layer whose weights are named ``{p}{param}``, or None for a
+        layer type this exporter cannot express."""
+        g = self.g
         kind = layer.type
         if isinstance(layer, S.Dense):
             return self.linear(p, h, layer.bias)
@@ -157,6 +189,8 @@ class _Emitter:
             return out
         if isinstance(layer, S.Attention):
             return self.attention(f"{p}", h, shape, layer.num_heads, layer.causal)
+        if isinstance(layer, S.GlobalAvgPool):
+            return self.global_avg_pool(p, h, shape)
         if isinstance(layer, S.TransformerBlock):
             x = g.op(
                 "Add",
@@ -178,9 +212,7 @@ class _Emitter:
             "softmax": lambda: g.op("Softmax", [h], f"{p}softmax", axis=-1),
             "dropout": lambda: g.op("Identity", [h], f"{p}dropout"),  # inference: identity
         }
-        if kind not in simple:
-            raise SpecError(f"layer {i} ({kind}): the ONNX exporter cannot express this layer type")
-        return simple[kind]()
+        return simple[kind]() if kind in simple else None
 
 
 def to_onnx(
@@ -208,10 +240,10 @@ def to_onnx(
             raise SdkError(f"weight '{name}' holds NaN or infinity: it is not exported")
     graph = Graph(opset)
     emit = _Emitter(graph, arrays)
-    h = "x"
-    for i, layer in enumerate(spec.layers):
-        h = emit.layer(i, layer, h, spec.shapes[i])
-    graph.nodes.append(onnx.helper.make_node("Identity", [h], ["y"], name="output"))
+    values = {-1: "x"}  # node index -> its output's value name
+    for i in range(len(spec.layers)):
+        values[i] = emit.node(spec, i, values)
+    graph.nodes.append(onnx.helper.make_node("Identity", [values[len(spec.layers) - 1]], ["y"], name="output"))
     elem = onnx.TensorProto.INT64 if spec.input_dtype == "int64" else onnx.TensorProto.FLOAT
     x = onnx.helper.make_tensor_value_info("x", elem, ["batch", *spec.input_shape])
     y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", *spec.output_shape])

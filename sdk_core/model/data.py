@@ -50,6 +50,20 @@ def counting_text(n: int = 512, length: int = 32, vocab_size: int = 16, seed: in
     return seq[:, :-1].astype(np.int64), seq[:, 1:].astype(np.int64)
 
 
+def counting_or_not(
+    n: int = 512, length: int = 32, vocab_size: int = 16, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sequence classification for encoders: half the sequences count up modulo
+    ``vocab_size`` (label 1), half hold the same tokens shuffled (label 0), so only the order
+    tells them apart. Returns ``(tokens, labels)``."""
+    rng = np.random.default_rng(seed)
+    tokens, _ = counting_text(n, length, vocab_size, seed)
+    labels = (rng.random(n) < 0.5).astype(np.int64)
+    for i in np.flatnonzero(labels == 0):
+        tokens[i] = rng.permutation(tokens[i])
+    return tokens, labels
+
+
 def make_batch(
     spec: ModelSpec, loss: str, batch_size: int, dtype: str = "float32", seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ def _layer_flops(layer: S.Layer, shape: S.Shape, out: S.Shape) -> int:
 
 def forward_flops(spec: S.ModelSpec) -> int:
     """Floating point operations of one forward pass for one sample."""
-    return sum(_layer_flops(l, spec.shapes[i], spec.shapes[i + 1]) for i, l in enumerate(spec.layers))
+    return sum(_layer_flops(l, spec.input_shape_of(i), spec.shapes[i + 1]) for i, l in enumerate(spec.layers))
 
 
 def training_flops(spec: S.ModelSpec) -> int:
@@ -86,21 +86,26 @@ def activation_values(spec: S.ModelSpec, remat: bool = False) -> int:
     (ReLU, tanh, sigmoid, softmax); plus what attention and transformer blocks keep inside, the
     logits and their softmax, and the largest of these once more (its gradient, alive during
     backward). With ``remat`` (activation checkpointing) a transformer block keeps only its
-    input, and one block at a time is recomputed during backward."""
+    input, and one block at a time is recomputed during backward. In a graph spec a tensor
+    read by several nodes is still counted once (tensor ``j + 1`` is node ``j``'s output)."""
     layers, shapes = spec.layers, spec.shapes
     kept = [False] * (len(layers) + 1)
     inside, largest_block = 0, 0
     for i, layer in enumerate(layers):
-        kept[i] = kept[i] or isinstance(layer, KEEPS_INPUT)
+        if isinstance(layer, KEEPS_INPUT):
+            for j in spec.sources[i]:
+                kept[j + 1] = True
         kept[i + 1] = kept[i + 1] or isinstance(layer, KEEPS_OUTPUT)
-        values = _inside(layer, shapes[i])
+        values = _inside(layer, spec.input_shape_of(i))
         if remat and isinstance(layer, S.TransformerBlock):
             largest_block = max(largest_block, values)
         else:
             inside += values
     sizes = [math.prod(shape) for shape in shapes]
     between = sum(n for n, keep in zip(sizes, kept, strict=True) if keep)
-    hidden = max((math.prod(shapes[i]) * getattr(l, "mlp_ratio", 0) for i, l in enumerate(layers)), default=0)
+    hidden = max(
+        (math.prod(spec.input_shape_of(i)) * getattr(l, "mlp_ratio", 0) for i, l in enumerate(layers)), default=0
+    )
     gradient = max(max(sizes), hidden)
     return between + inside + largest_block + 2 * sizes[-1] + gradient
 

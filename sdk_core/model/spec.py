@@ -20,8 +20,15 @@ transformer_block      ``ln1.*``, ``attn.{q,k,v,o}.*``, ``ln2.*``, ``fc1.weight:
                        ``x + attn(ln1(x))`` then ``x + fc2(gelu(fc1(ln2(x))))``
 =====================  ==========================================================
 
-Full names are ``"{layer index}.{name}"``, e.g. ``"0.weight"`` or ``"3.attn.q.bias"``.
-``gelu`` is the tanh approximation everywhere. ``flatten`` keeps channels-first order.
+Full names are ``"{node}.{name}"``, where a node is named by its index in a sequential spec
+(``"0.weight"``, ``"3.attn.q.bias"``) and by its ``name`` in a graph spec (``"stem.weight"``,
+``"b1_conv2.bias"``). ``gelu`` is the tanh approximation everywhere. ``flatten`` keeps
+channels-first order.
+
+A graph spec (residual and branching models) gives nodes a ``name`` and ``inputs``: the merge
+layers ``add`` (same shapes) and ``concat`` (along the channel axis: ``C`` of ``(C, H, W)``, the
+last axis of ``(features,)`` and ``(T, D)``) take two or more inputs, every other layer one.
+Merges and ``global_avg_pool`` have no weights. See :mod:`sdk_core.model.graph` for the wiring.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import attrs
 import numpy as np
 
 from ..errors import SpecError
+from .graph import wire
 
 Shape = tuple[int, ...]
 INPUT_DTYPES = ("float32", "int64")
@@ -59,6 +67,18 @@ def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
 def _non_negative_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SpecError(f"'{attribute.name}' must be an int >= 0 (got {value!r})")
+
+
+SAME = -1  # padding "same" until the kernel size turns it into pixels
+
+
+def _padding(value: int | str) -> int:
+    """``"same"`` (kept as :data:`SAME` until construction ends) or an int >= 0."""
+    if value == "same":
+        return SAME
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpecError(f"'padding' must be an int >= 0 or 'same' (got {value!r})")
+    return value
 
 
 def _optional_positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -109,9 +129,14 @@ def _norm(prefix: str, n: int) -> list[Param]:
 
 
 class Layer:
-    """Base of every layer spec. Subclasses are frozen attrs classes with a ``type`` name."""
+    """Base of every layer spec. Subclasses are frozen attrs classes with a ``type`` name.
+    A merge layer (``merge = True``) takes two or more inputs and defines :meth:`merge_shape`."""
 
     type: ClassVar[str] = ""
+    merge: ClassVar[bool] = False
+
+    def merge_shape(self, shapes: list[Shape]) -> Shape:
+        raise NotImplementedError
 
     def output_shape(self, shape: Shape) -> Shape:
         return shape
@@ -156,8 +181,14 @@ class Conv2D(Layer):
     filters: int = attrs.field(validator=_positive_int)
     kernel_size: int = attrs.field(validator=_positive_int)
     stride: int = attrs.field(default=1, validator=_positive_int)
-    padding: int = attrs.field(default=0, validator=_non_negative_int)
+    padding: int = attrs.field(default=0, converter=_padding)
     bias: bool = attrs.field(default=True, validator=_bool)
+
+    def __attrs_post_init__(self) -> None:
+        if self.padding == SAME:  # symmetric padding that keeps the size at stride 1
+            if self.kernel_size % 2 == 0:
+                raise SpecError(f"'padding' 'same' needs an odd 'kernel_size' (got {self.kernel_size})")
+            object.__setattr__(self, "padding", (self.kernel_size - 1) // 2)
 
     def output_shape(self, shape: Shape) -> Shape:
         _need_ndim(shape, (3,), "a (channels, height, width)")
@@ -212,6 +243,55 @@ class Flatten(Layer):
 
     def output_shape(self, shape: Shape) -> Shape:
         return (math.prod(shape),)
+
+
+@attrs.frozen
+class GlobalAvgPool(Layer):
+    """The mean over the positions: ``(C, H, W) -> (C,)`` for images, ``(T, D) -> (D,)`` for sequences."""
+
+    type: ClassVar[str] = "global_avg_pool"
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _need_ndim(shape, (2, 3), "a (channels, height, width) or (T, D)")
+        return (shape[0],) if len(shape) == 3 else (shape[1],)
+
+
+def channel_axis(shape: Shape) -> int:
+    """The channel axis of a shape without the batch axis: 0 for ``(C, H, W)``, else the last."""
+    return 0 if len(shape) == 3 else len(shape) - 1
+
+
+@attrs.frozen
+class Add(Layer):
+    """The sum of two or more inputs of one shape (a residual connection)."""
+
+    type: ClassVar[str] = "add"
+    merge: ClassVar[bool] = True
+
+    def merge_shape(self, shapes: list[Shape]) -> Shape:
+        if any(s != shapes[0] for s in shapes):
+            raise SpecError(f"inputs of shapes {', '.join(map(str, shapes))} cannot be added: they differ")
+        return shapes[0]
+
+
+@attrs.frozen
+class Concat(Layer):
+    """Two or more inputs joined along the channel axis (:func:`channel_axis`)."""
+
+    type: ClassVar[str] = "concat"
+    merge: ClassVar[bool] = True
+
+    def merge_shape(self, shapes: list[Shape]) -> Shape:
+        axis = channel_axis(shapes[0])
+        rest = [s[:axis] + s[axis + 1 :] for s in shapes]
+        if any(len(s) != len(shapes[0]) for s in shapes) or any(r != rest[0] for r in rest):
+            raise SpecError(
+                f"inputs of shapes {', '.join(map(str, shapes))} cannot be joined: "
+                f"they must agree on every axis but the channels"
+            )
+        out = list(shapes[0])
+        out[axis] = sum(s[axis] for s in shapes)
+        return tuple(out)
 
 
 @attrs.frozen
@@ -367,7 +447,10 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         Conv2D,
         MaxPool2D,
         AvgPool2D,
+        GlobalAvgPool,
         Flatten,
+        Add,
+        Concat,
         ReLU,
         GELU,
         Tanh,
@@ -415,45 +498,139 @@ def _layers(value: Iterable[Layer]) -> tuple[Layer, ...]:
     return tuple(value)
 
 
+def _input_names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"'inputs' must be a list of node names (got {value!r})")
+    return tuple(value)
+
+
 def _input_dtype(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in INPUT_DTYPES:
         raise SpecError(f"'input_dtype' must be one of {INPUT_DTYPES} (got {value!r})")
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _inputs(value: Iterable[Iterable[str] | str]) -> tuple[tuple[str, ...], ...]:
+    return tuple(_one_or_more(v) for v in value)
+
+
+def _one_or_more(value: Iterable[str] | str) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+@attrs.frozen
+class Node:
+    """One node of a graph spec: a ``name``, its ``layer`` and the names of its ``inputs``
+    (``"input"`` is the model's input; none: the node before)."""
+
+    name: str
+    layer: Layer
+    inputs: tuple[str, ...] = attrs.field(default=(), converter=_one_or_more)
+
+
 @attrs.frozen
 class ModelSpec:
-    """A sequential network: input shape (no batch axis), input dtype and layers.
+    """A network: input shape (no batch axis), input dtype and layers, run in order.
 
-    Construction infers every layer's shape and raises :class:`SpecError` naming the layer
-    index, its type and the field or shape that is wrong.
+    A sequential spec leaves ``names`` and ``inputs`` empty: each layer takes the one before.
+    A graph spec (see :meth:`from_nodes`) names every node and may give each its inputs.
+    Construction infers every node's shape and raises :class:`SpecError` naming the layer
+    (or node), its type and the field or shape that is wrong.
     """
 
     input_shape: Shape = attrs.field(converter=_input_shape)
     layers: tuple[Layer, ...] = attrs.field(converter=_layers)
     input_dtype: str = attrs.field(default="float32", validator=_input_dtype)
     name: str = attrs.field(default="", validator=_text)
+    names: tuple[str, ...] = attrs.field(default=(), converter=_names, kw_only=True)
+    inputs: tuple[tuple[str, ...], ...] = attrs.field(default=(), converter=_inputs, kw_only=True)
     shapes: tuple[Shape, ...] = attrs.field(init=False, eq=False, repr=False)
+    sources: tuple[tuple[int, ...], ...] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not self.layers:
             raise SpecError("spec has no layers")
+        graph = bool(self.names or self.inputs)
+        names = self.names or tuple(str(i) for i in range(len(self.layers)))
+        inputs = self.inputs or ((),) * len(self.layers)
+        if len(names) != len(self.layers) or len(inputs) != len(self.layers):
+            raise SpecError(f"spec has {len(self.layers)} layers but {len(names)} names and {len(inputs)} input lists")
+        object.__setattr__(self, "names", names if graph else ())
+        object.__setattr__(self, "inputs", inputs if graph else ())
+        sources = wire(names, inputs)
         shapes = [self.input_shape]
         for i, layer in enumerate(self.layers):
+            label = f"node '{names[i]}'" if graph else f"layer {i}"
             if not isinstance(layer, Layer):
-                raise SpecError(f"layer {i}: not a layer spec (got {type(layer).__name__})")
+                raise SpecError(f"{label}: not a layer spec (got {type(layer).__name__})")
             is_embedding = isinstance(layer, Embedding)
             if is_embedding and i:
-                raise SpecError(f"layer {i} (embedding): an embedding must be the first layer")
+                raise SpecError(f"{label} (embedding): an embedding must be the first layer")
             if not i and is_embedding != (self.input_dtype == "int64"):
                 raise SpecError(
-                    f"layer 0 ({layer.type}): int64 inputs need an embedding first "
+                    f"{label} ({layer.type}): int64 inputs need an embedding first "
                     f"layer, and an embedding needs 'input_dtype' int64"
                 )
+            if i and self.input_dtype == "int64" and -1 in sources[i]:
+                raise SpecError(f"{label} ({layer.type}): only the embedding takes the int64 token ids")
+            if layer.merge != (len(sources[i]) > 1):
+                want = "two or more inputs" if layer.merge else "one input"
+                raise SpecError(f"{label} ({layer.type}) takes {want} (got {len(sources[i])})")
             try:
-                shapes.append(tuple(layer.output_shape(shapes[-1])))
+                ins = [shapes[j + 1] for j in sources[i]]
+                out = layer.merge_shape(ins) if layer.merge else layer.output_shape(ins[0])
+                shapes.append(tuple(out))
             except SpecError as exc:
-                raise SpecError(f"layer {i} ({layer.type}): {exc}") from None
+                raise SpecError(f"{label} ({layer.type}): {exc}") from None
         object.__setattr__(self, "shapes", tuple(shapes))
+        object.__setattr__(self, "sources", sources)
+
+    @classmethod
+    def from_nodes(
+        cls, input_shape: Iterable[int], nodes: Iterable[Node], input_dtype: str = "float32", name: str = ""
+    ) -> ModelSpec:
+        """A graph spec from :class:`Node` s, in an order where each comes after its inputs."""
+        nodes = list(nodes)
+        if not all(isinstance(n, Node) for n in nodes):
+            raise SpecError("from_nodes needs Node(name, layer, inputs) items")
+        return cls(
+            input_shape=tuple(input_shape),
+            layers=[n.layer for n in nodes],
+            input_dtype=input_dtype,
+            name=name,
+            names=[n.name for n in nodes],
+            inputs=[n.inputs for n in nodes],
+        )
+
+    @property
+    def is_graph(self) -> bool:
+        """Whether the nodes are named (a sequential spec's nodes are its layer indices)."""
+        return bool(self.names)
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        """Every node's name: its index as text in a sequential spec."""
+        return self.names or tuple(str(i) for i in range(len(self.layers)))
+
+    def input_shape_of(self, i: int) -> Shape:
+        """The shape node ``i`` takes (its first input's, for a merge)."""
+        return self.shapes[self.sources[i][0] + 1]
+
+    def input_shapes_of(self, i: int) -> list[Shape]:
+        return [self.shapes[j + 1] for j in self.sources[i]]
+
+    def node_of(self, weight: str) -> int:
+        """The index of the node that owns the canonical weight name ``weight``."""
+        head = weight.split(".", 1)[0]
+        try:
+            return self.node_names.index(head)
+        except ValueError:
+            raise SpecError(f"weight '{weight}' belongs to no node of the model") from None
 
     @property
     def output_shape(self) -> Shape:
@@ -461,10 +638,11 @@ class ModelSpec:
 
     def layout(self) -> list[Param]:
         """Every canonical weight in order, with its full ``"{index}.{name}"`` name."""
+        names = self.node_names
         return [
-            attrs.evolve(p, name=f"{i}.{p.name}")
+            attrs.evolve(p, name=f"{names[i]}.{p.name}")
             for i, layer in enumerate(self.layers)
-            for p in layer.params(self.shapes[i])
+            for p in layer.params(self.input_shape_of(i))
         ]
 
     def param_count(self, trainable_only: bool = True) -> int:
@@ -539,7 +717,12 @@ class ModelSpec:
             "name": self.name,
             "input_shape": list(self.input_shape),
             "input_dtype": self.input_dtype,
-            "layers": [l.to_dict() for l in self.layers],
+            "layers": [l.to_dict() for l in self.layers]
+            if not self.names
+            else [
+                {"name": n, **({"inputs": list(ins)} if ins else {}), **l.to_dict()}
+                for n, ins, l in zip(self.names, self.inputs, self.layers, strict=True)
+            ],
         }
 
     def to_json(self) -> str:
@@ -557,9 +740,16 @@ class ModelSpec:
         layers_data = data.get("layers")
         if not isinstance(layers_data, list):
             raise SpecError(f"spec: 'layers' must be a list (got {type(layers_data).__name__})")
-        layers = []
+        layers, names, inputs = [], [], []
         for i, item in enumerate(layers_data):
             try:
+                if isinstance(item, dict) and ("name" in item or "inputs" in item):
+                    item = dict(item)
+                    names.append(item.pop("name", str(i)))
+                    inputs.append(_input_names(item.pop("inputs", [])))
+                else:
+                    names.append(str(i))
+                    inputs.append(())
                 layers.append(layer_from_dict(item))
             except SpecError as exc:
                 kind = item.get("type") if isinstance(item, dict) else None
@@ -570,6 +760,10 @@ class ModelSpec:
             layers=layers,
             input_dtype=data.get("input_dtype", "float32"),
             name=data.get("name", ""),
+            names=names
+            if any(n != str(i) or ins for i, (n, ins) in enumerate(zip(names, inputs, strict=True)))
+            else (),
+            inputs=inputs if any(inputs) else (),
         )
 
     @classmethod

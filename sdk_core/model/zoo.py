@@ -1,6 +1,7 @@
-"""Ready-made model specs: MLP, LeNet-5 and a small GPT-style transformer to train here, and
-the shapes of real large models (GPT-2 small to XL, 7B- and 70B-shaped decoders) for
-``sdk estimate``: they are far too large to build on a laptop, and are not meant to be."""
+"""Ready-made model specs: MLP, LeNet-5, a small GPT-style transformer, a CIFAR-style ResNet
+and a small BERT-style encoder to train here, and the shapes of real large models (ResNet-18
+and ResNet-50 on ImageNet shapes, GPT-2 small to XL, 7B- and 70B-shaped decoders) for
+``sdk estimate`` and synthetic ``sdk bench`` runs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import attrs
 
 from ..errors import SpecError
 from .files import FileError, read_text
+from .graphs import bert, resnet, resnet18, resnet50
 from .spec import (
     LAYER_TYPES,
     Conv2D,
@@ -87,7 +89,9 @@ def _decoder(name: str, vocab: int, context: int, dim: int, heads: int, blocks: 
 
 # GPT-2 (Radford et al. 2019) with an untied output layer; decoders shaped like 7B/70B models
 # (plain multi-head attention and a 4x GELU MLP: parameter counts near, not equal to, LLaMA's)
-LARGE = {
+LARGE: dict[str, Callable[..., ModelSpec]] = {
+    "resnet18": resnet18,
+    "resnet50": resnet50,
     "gpt2": _decoder("gpt2", 50257, 1024, 768, 12, 12),
     "gpt2-medium": _decoder("gpt2-medium", 50257, 1024, 1024, 16, 24),
     "gpt2-large": _decoder("gpt2-large", 50257, 1024, 1280, 20, 36),
@@ -96,7 +100,7 @@ LARGE = {
     "decoder-70b": _decoder("decoder-70b", 32000, 4096, 8192, 64, 80),
 }
 
-ZOO: dict[str, Callable[..., ModelSpec]] = {"mlp": mlp, "lenet5": lenet5, "gpt": gpt}
+ZOO: dict[str, Callable[..., ModelSpec]] = {"mlp": mlp, "lenet5": lenet5, "gpt": gpt, "resnet": resnet, "bert": bert}
 """The models to train here; :data:`LARGE` holds the ones for estimates."""
 
 
@@ -111,7 +115,7 @@ def get(name: str, **kwargs: Any) -> ModelSpec:
 def resolve(model: str, image_size: int = 32) -> ModelSpec:
     """A spec from a zoo name or a ``.json`` spec file (what ``sdk train --model`` takes).
 
-    ``image_size`` sets LeNet-5's input to ``(1, image_size, image_size)``.
+    ``image_size`` sets LeNet-5's and the ResNet's input to ``(1, image_size, image_size)``.
     """
     if model.endswith(".json") or Path(model).exists():
         try:
@@ -119,6 +123,6 @@ def resolve(model: str, image_size: int = 32) -> ModelSpec:
         except FileError as exc:
             raise SpecError(str(exc)) from None
         return ModelSpec.from_json(text)
-    if model == "lenet5":
-        return lenet5(input_shape=(1, image_size, image_size))
+    if model in ("lenet5", "resnet"):
+        return ZOO[model](input_shape=(1, image_size, image_size))
     return get(model)

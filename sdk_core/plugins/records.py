@@ -11,7 +11,7 @@ import attrs
 
 DTYPES = ("float32", "float64")
 PEAK_FLOPS_DTYPES = ("float64", "float32", "tfloat32", "bfloat16", "float16", "float8", "int8", "int4")
-FEATURE_KINDS = ("layer", "optimizer", "loss", "schedule", "dtype", "training", "precision")
+FEATURE_KINDS = ("layer", "optimizer", "loss", "schedule", "dtype", "training", "precision", "spec")
 CAPABILITIES = ("train", "infer", "int8", "data_parallel")
 
 

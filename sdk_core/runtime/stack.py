@@ -186,7 +186,8 @@ class Stack:
 
     def _build(self, spec: ModelSpec, seed: int, dtype: str) -> None:
         """The native model, without the canonical weights: the caller sets them once."""
-        self._refuse_unsupported([f"layer:{l.type}" for l in spec.layers] + [f"dtype:{dtype}"])
+        graph = ["spec:graph"] if spec.is_graph else []
+        self._refuse_unsupported([f"layer:{l.type}" for l in spec.layers] + graph + [f"dtype:{dtype}"])
         check_fits(spec, self.device, 1, dtype, "the model")
         with self._memory("building the model"):
             self.model = self.manager.build_model(
@@ -200,8 +201,9 @@ class Stack:
         refused = [f for f in features if f in self.framework.unsupported]
         if refused:
             kind, _, name = refused[0].partition(":")
+            what = f"{name} specs" if kind == "spec" else f"{kind} {name}"
             raise NotAvailableError(
-                f"framework '{self.framework.name}' does not support {kind} {name} "
+                f"framework '{self.framework.name}' does not support {what} "
                 f"(declared unsupported by plugin '{self.framework.plugin}')"
             )
 

@@ -16,7 +16,7 @@ class LayerCase:
 
     @property
     def features(self) -> set[str]:
-        return {f"layer:{l.type}" for l in self.spec.layers}
+        return {f"layer:{l.type}" for l in self.spec.layers} | ({"spec:graph"} if self.spec.is_graph else set())
 
 
 def _spec(shape, layers, dtype="float32") -> S.ModelSpec:
@@ -68,6 +68,114 @@ LAYER_CASES: dict[str, LayerCase] = {
 }
 
 
+def random_graph(seed: int, images: bool = True) -> S.ModelSpec:
+    """A random DAG of layers every framework has: branches from any earlier node, ``add`` of
+    outputs of one shape, ``concat`` along the channels, then one head. Every node is used."""
+    rng = np.random.default_rng(seed)
+    shape: tuple[int, ...] = (2, 6, 6) if images else (5,)
+    nodes: list[S.Node] = []
+    shapes = {"input": shape}
+    open_ = ["input"]  # outputs no node reads yet
+
+    def add(layer: S.Layer, inputs: list[str]) -> None:
+        name = f"n{len(nodes)}"
+        nodes.append(S.Node(name, layer, inputs))
+        ins = [shapes[i] for i in inputs]
+        shapes[name] = layer.merge_shape(ins) if layer.merge else layer.output_shape(ins[0])
+        for i in inputs:
+            if i in open_:
+                open_.remove(i)
+        open_.append(name)
+
+    for _ in range(int(rng.integers(4, 8))):
+        names = [n for n in shapes if n != "input"] or ["input"]
+        src = str(rng.choice(open_ if rng.random() < 0.6 else names))
+        width = int(rng.integers(2, 5))
+        same = [n for n in shapes if n != src and shapes[n] == shapes[src]]
+        pick = rng.random()
+        if pick < 0.2 and same:
+            add(S.Add(), [src, str(rng.choice(same))])
+        elif pick < 0.35 and len(shapes) > 1:
+            other = str(rng.choice([n for n in shapes if n != src]))
+            add(S.Concat(), [src, other])
+        elif images:
+            kinds = [S.Conv2D(width, 3, padding="same"), S.Conv2D(width, 1), S.BatchNorm(), S.ReLU(), S.Tanh()]
+            add(kinds[int(rng.integers(len(kinds)))], [src])
+        else:
+            kinds = [S.Dense(width), S.Tanh(), S.ReLU(), S.BatchNorm()]
+            add(kinds[int(rng.integers(len(kinds)))], [src])
+    if "input" in open_:
+        open_.remove("input")
+    if len(open_) > 1:
+        add(S.Concat(), list(open_))
+    if images:
+        add(S.GlobalAvgPool(), [open_[0]])
+    add(S.Dense(3), [open_[0]])
+    return S.ModelSpec.from_nodes(shape, nodes)
+
+
+def _resnet_block() -> S.ModelSpec:
+    return S.ModelSpec.from_nodes(
+        (2, 6, 6),
+        [
+            S.Node("stem", S.Conv2D(4, 3, padding="same", bias=False)),
+            S.Node("c1", S.Conv2D(4, 3, stride=2, padding=1, bias=False)),
+            S.Node("bn1", S.BatchNorm()),
+            S.Node("r1", S.ReLU()),
+            S.Node("c2", S.Conv2D(4, 3, padding="same", bias=False)),
+            S.Node("bn2", S.BatchNorm()),
+            S.Node("proj", S.Conv2D(4, 1, stride=2, bias=False), "stem"),
+            S.Node("sum", S.Add(), ["bn2", "proj"]),
+            S.Node("r2", S.ReLU()),
+            S.Node("pool", S.GlobalAvgPool()),
+            S.Node("fc", S.Dense(3)),
+        ],
+    )
+
+
+def _encoder_block() -> S.ModelSpec:
+    return S.ModelSpec.from_nodes(
+        (5,),
+        [
+            S.Node("embed", S.Embedding(9, 8, max_len=5)),
+            S.Node("attn", S.Attention(2, causal=False)),
+            S.Node("res1", S.Add(), ["attn", "embed"]),
+            S.Node("ln1", S.LayerNorm()),
+            S.Node("fc1", S.Dense(16)),
+            S.Node("act", S.GELU()),
+            S.Node("fc2", S.Dense(8)),
+            S.Node("res2", S.Add(), ["fc2", "ln1"]),
+            S.Node("ln2", S.LayerNorm()),
+            S.Node("pool", S.GlobalAvgPool()),
+            S.Node("head", S.Dense(3)),
+        ],
+        input_dtype="int64",
+    )
+
+
+LAYER_CASES.update(
+    {
+        "global_avg_pool_images": LayerCase(_spec((3, 4, 5), [S.GlobalAvgPool()])),
+        "global_avg_pool_sequences": LayerCase(_spec((4, 6), [S.Dense(5), S.GlobalAvgPool()])),
+        "conv2d_same": LayerCase(_spec((2, 5, 5), [S.Conv2D(3, 5, padding="same")])),
+        "graph_resnet_block": LayerCase(_resnet_block()),
+        "graph_encoder_block": LayerCase(_encoder_block()),
+        "graph_concat": LayerCase(
+            S.ModelSpec.from_nodes(
+                (3, 4, 4),
+                [
+                    S.Node("a", S.Conv2D(2, 1)),
+                    S.Node("b", S.Conv2D(3, 3, padding="same"), "input"),
+                    S.Node("cat", S.Concat(), ["a", "input", "b"]),
+                    S.Node("relu", S.ReLU()),
+                ],
+            )
+        ),
+        **{f"graph_random_{i}": LayerCase(random_graph(i, images=i % 2 == 0)) for i in range(6)},
+    }
+)
+
+
 @attrs.frozen
 class StepCase:
     optimizer: Optimizer
@@ -106,6 +214,7 @@ STEP_CASES: dict[str, StepCase] = {
 
 ALL_FEATURES = (
     {f"layer:{t}" for t in S.LAYER_TYPES}
+    | {"spec:graph"}
     | {f"optimizer:{o}" for o in OPTIMIZERS}
     | {f"loss:{l}" for l in LOSSES}
     | {f"schedule:{s}" for s in SCHEDULES if s != "constant"}

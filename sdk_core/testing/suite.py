@@ -18,7 +18,7 @@ from .cases import ALL_FEATURES, LAYER_CASES, STEP_CASES, STEP_SPEC, inputs, ran
 
 REFERENCE = "numpy"
 FRAMEWORK_MODULES = ("torch", "tensorflow", "jax", "mindspore", "onnxruntime", "onnx")
-PORTABLE_CASES = ("lenet_like", "gpt")
+PORTABLE_CASES = ("lenet_like", "gpt", "graph_resnet_block", "graph_encoder_block")
 
 
 def _installed_frameworks() -> list[str]:
@@ -347,7 +347,7 @@ class ConformanceSuite:
         checked = []
         for other in _installed_frameworks():
             info = get_manager().framework(other)
-            if other == self.framework or {f"layer:{l.type}" for l in spec.layers} & set(info.unsupported):
+            if other == self.framework or LAYER_CASES[case].features & set(info.unsupported):
                 continue
             theirs = Stack(other, "cpu").load(str(path))
             np.testing.assert_allclose(
@@ -497,7 +497,7 @@ class ConformanceSuite:
         for feature in self.exclusions:
             kind, _, name = feature.partition(":")
             with pytest.raises(SdkError):
-                if kind == "layer":
+                if kind in ("layer", "spec"):
                     case = next(c for c in LAYER_CASES.values() if feature in c.features)
                     self._stack(case.spec)
                 elif kind == "optimizer":

@@ -55,3 +55,27 @@ def test_dropout_training_is_seeded():
         return stack.get_weights()["0.weight"]
 
     assert np.array_equal(run(1), run(1)) and not np.array_equal(run(1), run(2))
+
+
+def test_residual_graph_trains_under_jit():
+    from sdk_core import ModelSpec, Node
+    from sdk_core.model import spec as S
+
+    spec = ModelSpec.from_nodes(
+        (8,),
+        [
+            Node("stem", S.Dense(16)),
+            Node("h1", S.Dense(16)),
+            Node("act", S.ReLU()),
+            Node("h2", S.Dense(16)),
+            Node("sum", S.Add(), ["h2", "stem"]),
+            Node("head", S.Dense(3)),
+        ],
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    stack = Stack("jax").build(spec)
+    history = stack.fit(x, y, epochs=20, batch_size=None, optimizer=Optimizer("adam", lr=0.01))
+    assert "h2.weight" in stack.get_weights()
+    assert history.loss[-1] < 0.8 * history.loss[0]

@@ -30,3 +30,30 @@ def test_tanh_is_accurate():
     x = np.linspace(-6, 6, 1001, dtype=np.float32).reshape(-1, 1)
     out = Stack("mindspore").build(ModelSpec(input_shape=(1,), layers=[Tanh()])).predict(x)
     assert np.abs(out - np.tanh(x.astype(np.float64))).max() < 5e-6
+
+
+def test_graph_spec_with_a_residual_add_trains():
+    import numpy as np
+
+    from sdk_core import ModelSpec, Node, Optimizer
+    from sdk_core.model import spec as S
+
+    spec = ModelSpec.from_nodes(
+        (2, 6, 6),
+        [
+            Node("stem", S.Conv2D(4, 3, padding="same")),
+            Node("c1", S.Conv2D(4, 3, padding="same")),
+            Node("bn", S.BatchNorm()),
+            Node("act", S.ReLU()),
+            Node("sum", S.Add(), ["act", "stem"]),
+            Node("pool", S.GlobalAvgPool()),
+            Node("head", S.Dense(3)),
+        ],
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 2, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+    stack = Stack("mindspore").build(spec)
+    history = stack.fit(x, y, epochs=20, batch_size=None, optimizer=Optimizer("adam", lr=0.03))
+    assert {"stem.weight", "c1.bias", "bn.running_var", "head.weight"} <= set(stack.get_weights())
+    assert history.loss[-1] < 0.8 * history.loss[0]

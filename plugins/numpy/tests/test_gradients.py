@@ -5,17 +5,21 @@ import pytest
 
 from sdk_core import (
     GELU,
+    Add,
     Attention,
     AvgPool2D,
     BatchNorm,
+    Concat,
     Conv2D,
     Dense,
     Dropout,
     Embedding,
     Flatten,
+    GlobalAvgPool,
     LayerNorm,
     MaxPool2D,
     ModelSpec,
+    Node,
     ReLU,
     Sigmoid,
     Softmax,
@@ -80,7 +84,8 @@ def numeric(f, array: np.ndarray) -> np.ndarray:
 
 def check_model(spec: ModelSpec, x: np.ndarray, seed: int = 0) -> None:
     model = NumpyModel(spec, "float64", seed=seed)
-    model.ops[0].input_grad = True  # training skips it; here the input gradient is checked too
+    for op in model.ops:
+        op.input_grad = True  # training skips it; here the input gradient is checked too
     rng = np.random.default_rng(seed + 1)
     for name, value in model.params.items():  # move away from the zero / one initial values
         model.params[name] = value + rng.normal(0, 0.3, value.shape)
@@ -92,10 +97,8 @@ def check_model(spec: ModelSpec, x: np.ndarray, seed: int = 0) -> None:
         return float(np.sum(model.forward(x, training=True) * r))
 
     f()
-    grads: dict = {}
-    dx = r
-    for op in reversed(model.ops):
-        dx = op.backward(model.params, grads, dx)
+    grads = model.backward(r)
+    dx = model.dinput
     trainable = [p.name for p in spec.layout() if p.trainable]
     assert sorted(grads) == sorted(trainable)
     for name in trainable:
@@ -110,6 +113,50 @@ def check_model(spec: ModelSpec, x: np.ndarray, seed: int = 0) -> None:
 def test_layer_gradients(case):
     shape, layers = CASES[case]
     spec = ModelSpec(input_shape=shape, layers=layers)
+    x = np.random.default_rng(7).normal(size=(3,) + shape)
+    check_model(spec, x)
+
+
+GRAPHS = {
+    "residual_add": (
+        (2, 6, 6),
+        [
+            Node("a", Conv2D(3, 3, padding="same")),
+            Node("bn", BatchNorm()),
+            Node("skip", Conv2D(3, 1), "input"),
+            Node("sum", Add(), ["bn", "skip"]),
+            Node("relu", ReLU()),
+            Node("pool", GlobalAvgPool()),
+            Node("out", Dense(2)),
+        ],
+    ),
+    "branches_concat": (
+        (5,),
+        [
+            Node("a", Dense(4)),
+            Node("b", Dense(3), "input"),
+            Node("t", Tanh(), "a"),
+            Node("cat", Concat(), ["t", "b", "input"]),
+            Node("out", Dense(2)),
+        ],
+    ),
+    "one_output_feeds_three": (
+        (4, 6),
+        [
+            Node("attn", Attention(2, causal=False)),
+            Node("sum", Add(), ["attn", "input", "attn"]),
+            Node("ln", LayerNorm()),
+            Node("pool", GlobalAvgPool()),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", GRAPHS)
+def test_graph_gradients(case):
+    """Gradients through merges: a node that feeds several others sums their gradients."""
+    shape, nodes = GRAPHS[case]
+    spec = ModelSpec.from_nodes(shape, nodes)
     x = np.random.default_rng(7).normal(size=(3,) + shape)
     check_model(spec, x)
 

@@ -106,3 +106,44 @@ def test_conv_kernels_are_stored_hwio_and_exposed_canonical():
     canonical = stack.get_weights()["0.weight"]
     assert canonical.shape == (6, 1, 5, 5)
     np.testing.assert_array_equal(canonical, zoo.lenet5().init_weights(3)["0.weight"])
+
+
+def test_graph_spec_with_a_residual_add_trains():
+    from sdk_core.model import spec as S
+
+    spec = S.ModelSpec.from_nodes(
+        (2, 6, 6),
+        [
+            S.Node("stem", S.Conv2D(4, 3, padding="same")),
+            S.Node("bn", S.BatchNorm()),
+            S.Node("act", S.ReLU()),
+            S.Node("conv", S.Conv2D(4, 3, padding="same")),
+            S.Node("sum", S.Add(), ["conv", "stem"]),
+            S.Node("pool", S.GlobalAvgPool()),
+            S.Node("head", S.Dense(3)),
+        ],
+    )
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 2, 6, 6)).astype(np.float32), rng.integers(0, 3, 32)
+    stack = Stack("tensorflow").build(spec, seed=0)
+    assert set(stack.get_weights()) == {p.name for p in spec.layout()}
+    history = stack.fit(x, y, epochs=20, batch_size=None, optimizer=Optimizer("adam", lr=0.02))
+    assert len(history.loss) == 20 and all(np.isfinite(history.loss))
+    assert history.loss[-1] < 0.8 * history.loss[0]
+
+
+def test_the_data_parallel_cluster_comes_from_one_host_or_tf_config():
+    """One host: worker r listens on MASTER_PORT + 1 + r; several hosts without TF_CONFIG or
+    SLURM: refused naming TF_CONFIG (a TensorFlow job cannot guess the other hosts)."""
+    from sdk_core.plugins.requests import World
+    from sdk_tensorflow._parallel import _resolver
+
+    world = World(rank=1, size=2, address="10.0.0.5", port=4000)
+    spec = _resolver(world, {"LOCAL_WORLD_SIZE": "2"}).cluster_spec().as_dict()
+    assert spec == {"worker": ["10.0.0.5:4001", "10.0.0.5:4002"]}
+    with pytest.raises(NotAvailableError, match="set TF_CONFIG on each worker"):
+        _resolver(world, {"LOCAL_WORLD_SIZE": "1"})
+    from sdk_tensorflow._parallel import strategy
+
+    with pytest.raises(NotAvailableError, match="run the job through sdk launch, torchrun or srun"):
+        strategy(2)  # this process was started by no launcher

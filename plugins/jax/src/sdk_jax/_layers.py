@@ -92,8 +92,13 @@ def _stateless(fn):
     return lambda params, state, x, training, key: (fn(params, x, training, key), state)
 
 
-def layer_fn(index: int, layer: S.Layer) -> Apply:
-    p = f"{index}."
+def _concat(xs: list[jax.Array]) -> jax.Array:
+    return jnp.concatenate(xs, axis=1 if xs[0].ndim == 4 else xs[0].ndim - 1)
+
+
+def layer_fn(name: str, layer: S.Layer) -> Apply:
+    """Node ``name``'s function; a merge layer's ``x`` is the list of its inputs."""
+    p = f"{name}."
     if isinstance(layer, S.Dense):
         return _stateless(lambda params, x, tr, k: _linear(params, p, x, layer.bias))
     if isinstance(layer, S.Conv2D):
@@ -131,6 +136,9 @@ def layer_fn(index: int, layer: S.Layer) -> Apply:
     if isinstance(layer, S.TransformerBlock):
         return _block(layer, p)
     simple = {
+        "add": lambda xs: sum(xs[1:], xs[0]),
+        "concat": _concat,
+        "global_avg_pool": lambda x: x.mean((2, 3)) if x.ndim == 4 else x.mean(1),
         "flatten": lambda x: x.reshape(x.shape[0], -1),
         "relu": jax.nn.relu,
         "tanh": jnp.tanh,
@@ -144,17 +152,34 @@ def layer_fn(index: int, layer: S.Layer) -> Apply:
 
 def model_fn(spec: ModelSpec, remat: bool = False) -> Apply:
     """The whole network as one pure function; with ``remat``, each transformer block is
-    wrapped in ``jax.checkpoint``: its insides are recomputed during backward."""
-    fns = [layer_fn(i, l) for i, l in enumerate(spec.layers)]
+    wrapped in ``jax.checkpoint``: its insides are recomputed during backward. A graph spec's
+    nodes read the outputs ``spec.sources`` names (``-1``: the model's input)."""
+    fns = [layer_fn(n, l) for n, l in zip(spec.node_names, spec.layers, strict=True)]
     if remat:
         fns = [
             jax.checkpoint(fn, static_argnums=(3,)) if isinstance(l, S.TransformerBlock) else fn
             for fn, l in zip(fns, spec.layers, strict=True)
         ]
+    if spec.is_graph:
+        return _graph_fn(fns, spec)
 
     def apply(params, state, x, training, key):
         for i, fn in enumerate(fns):
             x, state = fn(params, state, x, training, jax.random.fold_in(key, i))
         return x, state
+
+    return apply
+
+
+def _graph_fn(fns: list[Apply], spec: ModelSpec) -> Apply:
+    """The nodes in order, each applied to the outputs its ``spec.sources`` name (a list for a merge)."""
+    nodes = [(fn, sources, layer.merge) for fn, sources, layer in zip(fns, spec.sources, spec.layers, strict=True)]
+
+    def apply(params, state, x, training, key):
+        outs = {-1: x}
+        for i, (fn, sources, merge) in enumerate(nodes):
+            h = [outs[j] for j in sources] if merge else outs[sources[0]]
+            outs[i], state = fn(params, state, h, training, jax.random.fold_in(key, i))
+        return outs[len(nodes) - 1], state
 
     return apply

@@ -15,4 +15,5 @@ plugin = FrameworkHooks(
     # float32 networks only; mixed precision and recomputation are not wired up here: the CPU
     # build has no bfloat16 MatMul, and Cell.recompute needs graph mode, not PyNative + jit
     unsupported=("dtype:float64", "precision:bf16", "precision:fp16", "training:remat"),
+    capabilities=("train", "infer", "data_parallel"),  # mindspore.communication: AllReduce in the step
 )

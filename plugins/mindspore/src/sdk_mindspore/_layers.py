@@ -1,6 +1,7 @@
-"""mindspore.nn cells built from a ModelSpec. ``SequentialCell`` names its children like the
-spec numbers its layers; ``nn.Dense`` weights are stored ``(out, in)`` and ``nn.LayerNorm``
-calls its weights gamma and beta, everything else carries the canonical name."""
+"""mindspore.nn cells built from a ModelSpec: a sequential spec as an ``nn.SequentialCell``,
+whose children are numbered like the spec's layers, a graph spec as a :class:`Graph`, whose
+``nodes`` are numbered the same way. ``nn.Dense`` weights are stored ``(out, in)`` and
+``nn.LayerNorm`` calls its weights gamma and beta, everything else carries the canonical name."""
 
 from __future__ import annotations
 
@@ -93,6 +94,38 @@ class Tanh(nn.Cell):
         return ops.sign(x) * (1 - e) / (1 + e)
 
 
+class GlobalAvgPool(nn.Cell):
+    """The mean over H, W of an NCHW batch, over T of a (batch, T, D) one."""
+
+    def __init__(self, images: bool) -> None:
+        super().__init__()
+        self.axes = (2, 3) if images else (1,)
+
+    def construct(self, x):
+        return x.mean(self.axes)
+
+
+class Add(nn.Cell):
+    """The sum of a list of inputs."""
+
+    def construct(self, xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Concat(nn.Cell):
+    """A list of inputs joined along the batch's channel ``axis``."""
+
+    def __init__(self, axis: int) -> None:
+        super().__init__()
+        self.axis = axis
+
+    def construct(self, xs):
+        return ops.cat(xs, self.axis)
+
+
 def _layernorm(dim: int, eps: float) -> nn.LayerNorm:
     return nn.LayerNorm((dim,), begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
 
@@ -140,8 +173,13 @@ def _cell(layer: S.Layer, shape: tuple[int, ...]) -> nn.Cell:
         return Attention(shape[-1], layer.num_heads, layer.causal)
     if isinstance(layer, S.TransformerBlock):
         return TransformerBlock(shape[-1], layer)
+    if isinstance(layer, S.GlobalAvgPool):
+        return GlobalAvgPool(len(shape) == 3)
+    if isinstance(layer, S.Concat):
+        return Concat(S.channel_axis(shape) + 1)
     simple = {
         "flatten": nn.Flatten,
+        "add": Add,
         "relu": nn.ReLU,
         "tanh": Tanh,
         "sigmoid": nn.Sigmoid,
@@ -151,18 +189,49 @@ def _cell(layer: S.Layer, shape: tuple[int, ...]) -> nn.Cell:
     return simple[layer.type]()
 
 
-def build(spec: ModelSpec) -> nn.SequentialCell:
+class Graph(nn.Cell):
+    """A graph spec's nodes run in order, each fed from ``spec.sources``. Outputs sit in a list
+    of slots; a slot is reused once the last node reading its output has run, so eager runs
+    drop each output after its last reader and compiled ones see a fixed-length list."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.nodes = nn.CellList([_cell(l, spec.input_shape_of(i)) for i, l in enumerate(spec.layers)])
+        self.merges = tuple(l.merge for l in spec.layers)
+        last = {j: i for i, row in enumerate(spec.sources) for j in row}
+        slot_of, free, reads, writes = {-1: 0}, [], [], []
+        for i, row in enumerate(spec.sources):
+            reads.append(tuple(slot_of[j] for j in row))
+            free += [slot_of.pop(j) for j in sorted(set(row)) if last[j] == i]
+            slot_of[i] = free.pop() if free else len(slot_of)  # no free slot: every one is live
+            writes.append(slot_of[i])
+        self.reads, self.writes = tuple(reads), tuple(writes)
+        self.width, self.out = max(writes) + 1, writes[-1]
+
+    def construct(self, x):
+        outs = [x] * self.width
+        for cell, reads, merge, write in zip(self.nodes, self.reads, self.merges, self.writes):  # noqa: B905
+            outs[write] = cell([outs[j] for j in reads]) if merge else cell(outs[reads[0]])
+        return outs[self.out]
+
+
+def build(spec: ModelSpec) -> nn.Cell:
+    if spec.is_graph:
+        return Graph(spec)
     return nn.SequentialCell([_cell(l, spec.shapes[i]) for i, l in enumerate(spec.layers)])
 
 
-def canonical_names(net: nn.Cell) -> dict[str, tuple[Parameter, bool]]:
+def canonical_names(net: nn.Cell, spec: ModelSpec) -> dict[str, tuple[Parameter, bool]]:
     """Canonical name -> (parameter, stored transposed)."""
     dense = {f"{name}.weight" for name, cell in net.cells_and_names() if isinstance(cell, nn.Dense)}
     norms = {name for name, cell in net.cells_and_names() if isinstance(cell, nn.LayerNorm)}
+    prefix = "nodes." if isinstance(net, Graph) else ""
     out = {}
     for name, param in net.parameters_and_names():
         owner, _, leaf = name.rpartition(".")
         if owner in norms:
             leaf = {"gamma": "weight", "beta": "bias"}[leaf]
-        out[f"{owner}.{leaf}"] = (param, name in dense)
+        index, _, inner = owner.removeprefix(prefix).partition(".")
+        node = spec.node_names[int(index)]
+        out[f"{node}.{inner}.{leaf}" if inner else f"{node}.{leaf}"] = (param, name in dense)
     return out

@@ -14,8 +14,9 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, ops
 
-from sdk_core import BuildRequest, DeviceInfo, StepRequest
+from sdk_core import BuildRequest, DeviceInfo, NotAvailableError, StepRequest
 from sdk_core.model.optim import OptimizerState
+from sdk_core.plugins.requests import DistributedRequest
 
 from ._layers import build as build_cells
 from ._layers import canonical_names
@@ -63,7 +64,7 @@ class MsModel:
         ms.set_seed(request.seed)
         self.spec = request.spec
         self.net = build_cells(request.spec)
-        self.params = canonical_names(self.net)
+        self.params = canonical_names(self.net, request.spec)
         self.tokens = request.spec.input_dtype == "int64"
 
     def tensor(self, x: np.ndarray) -> Tensor:
@@ -98,6 +99,10 @@ def train_step(request: StepRequest) -> Step:
     grad_fn = ms.value_and_grad(forward, None, params)
     if request.accumulate > 1:
         grad_fn = _accumulated(grad_fn, request.accumulate)
+    if request.world is not None and request.world.size > 1:
+        from . import _parallel
+
+        grad_fn = _parallel.global_gradients(grad_fn)
     native = native_sgd(o, params)
     step = Step(model, request, params, native)
     masked, masks = _masks(model, request.masks or {})
@@ -210,6 +215,22 @@ class Step:
             for flag in self.native.stat:
                 flag.set_data(Tensor(np.full(flag.shape, 0.0 if state.step else 1.0, np.float32)))
         self.count = state.step
+
+
+def init_distributed(request: DistributedRequest) -> None:
+    """MindSpore's dynamic cluster, on the device the stack already set."""
+    from . import _parallel
+
+    use_device(request.device)
+    _parallel.join(request.world)
+
+
+def all_reduce(values: np.ndarray) -> np.ndarray:
+    from . import _parallel
+
+    if not _parallel._JOINED:
+        raise NotAvailableError("this MindSpore process joined no data-parallel job")
+    return _parallel.all_reduce(values)
 
 
 def predict(model: MsModel) -> Callable[[np.ndarray], np.ndarray]:

@@ -14,4 +14,5 @@ plugin = FrameworkHooks(
     priority=0,
     # NumPy has no bfloat16, runs float16 products in software, and has no autograd to recompute with
     unsupported=("precision:bf16", "precision:fp16", "training:remat"),
+    capabilities=("train", "infer", "data_parallel"),  # gradients summed by torch.distributed's gloo
 )

@@ -20,6 +20,7 @@ GELU_C = math.sqrt(2.0 / math.pi)
 class Op:
     #: False for the model's first op: the gradient of the model input is never used.
     input_grad = True
+    arity = 1  # inputs: a merge takes two or more
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -146,6 +147,40 @@ class Flatten(Op):
 
     def backward(self, params, grads, dy):
         return dy.reshape(self.shape)
+
+
+class GlobalAvgPool(Op):
+    def forward(self, params, x, training):
+        self.shape = x.shape
+        return x.mean(axis=(2, 3)) if x.ndim == 4 else x.mean(axis=1)
+
+    def backward(self, params, grads, dy):
+        if len(self.shape) == 4:
+            return np.broadcast_to(dy[:, :, None, None] / (self.shape[2] * self.shape[3]), self.shape).copy()
+        return np.broadcast_to(dy[:, None, :] / self.shape[1], self.shape).copy()
+
+
+class Add(Op):
+    """A merge: ``forward`` takes and ``backward`` returns one array per input."""
+
+    def forward(self, params, xs, training):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+    def backward(self, params, grads, dy):
+        return [dy] * self.arity
+
+
+class Concat(Op):
+    def forward(self, params, xs, training):
+        self.axis = 1 if xs[0].ndim == 4 else xs[0].ndim - 1
+        self.splits = np.cumsum([x.shape[self.axis] for x in xs])[:-1]
+        return np.concatenate(xs, axis=self.axis)
+
+    def backward(self, params, grads, dy):
+        return np.split(dy, self.splits, axis=self.axis)
 
 
 class ReLU(Op):
@@ -391,10 +426,20 @@ class TransformerBlock(Op):
         return dy
 
 
-def make_op(index: int, layer: S.Layer, rng: np.random.Generator) -> Op:
-    """The op for layer ``index`` of a spec."""
-    prefix = f"{index}."
-    simple = {"flatten": Flatten, "relu": ReLU, "gelu": GELU, "tanh": Tanh, "sigmoid": Sigmoid, "softmax": Softmax}
+def make_op(node: str, layer: S.Layer, rng: np.random.Generator) -> Op:
+    """The op for the spec's node named ``node`` (its index in a sequential spec)."""
+    prefix = f"{node}."
+    simple = {
+        "flatten": Flatten,
+        "global_avg_pool": GlobalAvgPool,
+        "add": Add,
+        "concat": Concat,
+        "relu": ReLU,
+        "gelu": GELU,
+        "tanh": Tanh,
+        "sigmoid": Sigmoid,
+        "softmax": Softmax,
+    }
     if layer.type in simple:
         return simple[layer.type](prefix)
     if isinstance(layer, S.Dense):

@@ -10,8 +10,14 @@ import numpy as np
 from sdk_core import BuildRequest, ModelSpec, Optimizer, StepRequest
 from sdk_core.model.optim import OptimizerState
 
+from . import _parallel
 from ._layers import LOSSES, make_op
 from ._optim import Updater
+
+
+def _last_use(sources: tuple[tuple[int, ...], ...]) -> dict[int, int]:
+    """For each output (``-1``: the model's input), the last node that reads it."""
+    return {j: i for i, row in enumerate(sources) for j in row}
 
 
 class NumpyModel:
@@ -22,8 +28,11 @@ class NumpyModel:
         self.rng = np.random.default_rng(seed)
         # zeros until the core sets the canonical weights (initial or loaded): no second init
         self.params: dict[str, np.ndarray] = {p.name: np.zeros(p.shape, self.dtype) for p in spec.layout()}
-        self.ops = [make_op(i, layer, self.rng) for i, layer in enumerate(spec.layers)]
-        self.ops[0].input_grad = False
+        self.ops = [make_op(n, layer, self.rng) for n, layer in zip(spec.node_names, spec.layers, strict=True)]
+        for op, sources in zip(self.ops, spec.sources, strict=True):
+            op.arity = len(sources)
+            op.input_grad = sources != (-1,)  # no gradient for the model's input
+        self.graph = spec.is_graph
         self.trainable = [p.name for p in spec.layout() if p.trainable]
 
     def _input(self, x: Any) -> np.ndarray:
@@ -32,15 +41,38 @@ class NumpyModel:
 
     def forward(self, x: Any, training: bool = False) -> np.ndarray:
         h = self._input(x)
-        for op in self.ops:
-            h = op.forward(self.params, h, training)
-        return h
+        if not self.graph:
+            for op in self.ops:
+                h = op.forward(self.params, h, training)
+            return h
+        outs: dict[int, Any] = {-1: h}
+        last = _last_use(self.spec.sources)
+        for i, (op, sources) in enumerate(zip(self.ops, self.spec.sources, strict=True)):
+            args: Any = [outs[j] for j in sources]  # a merge takes the list, any other op one array
+            outs[i] = op.forward(self.params, args if op.arity > 1 else args[0], training)
+            for j in set(sources):
+                if last[j] == i:  # free what no later node reads
+                    del outs[j]
+        return outs[len(self.ops) - 1]
 
     def backward(self, dout: np.ndarray) -> dict[str, np.ndarray]:
+        """The weights' gradients; ``dinput`` is left holding the input's (None when skipped)."""
         grads: dict[str, np.ndarray] = {}
-        d = dout
-        for op in reversed(self.ops):
-            d = op.backward(self.params, grads, d)
+        if not self.graph:
+            d: Any = dout
+            for op in reversed(self.ops):
+                d = op.backward(self.params, grads, d)
+            self.dinput = d
+            return grads
+        # each node's output gradient is the sum over the nodes it feeds
+        douts: dict[int, np.ndarray] = {len(self.ops) - 1: dout}
+        for i in range(len(self.ops) - 1, -1, -1):
+            op, sources = self.ops[i], self.spec.sources[i]
+            d = op.backward(self.params, grads, douts.pop(i))
+            for j, dj in zip(sources, d if op.arity > 1 else [d], strict=True):
+                if dj is not None:
+                    douts[j] = douts[j] + dj if j in douts else dj
+        self.dinput = douts.get(-1)  # the input's gradient, where the ops computed it
         return grads
 
     def loss_and_grads(self, x: Any, y: Any, loss: str) -> tuple[float, dict[str, np.ndarray]]:
@@ -55,9 +87,14 @@ class NumpyModel:
         self.params.update({k: np.array(v, dtype=self.dtype) for k, v in weights.items()})
 
     def train_step(
-        self, loss: str, optimizer: Optimizer, masks: Mapping[str, np.ndarray] | None = None, accumulate: int = 1
+        self,
+        loss: str,
+        optimizer: Optimizer,
+        masks: Mapping[str, np.ndarray] | None = None,
+        accumulate: int = 1,
+        parallel: bool = False,
     ) -> Step:
-        return Step(self, loss, Updater(optimizer, self.trainable), masks, accumulate)
+        return Step(self, loss, Updater(optimizer, self.trainable), masks, accumulate, parallel)
 
 
 class Step:
@@ -70,8 +107,10 @@ class Step:
         updater: Updater,
         masks: Mapping[str, np.ndarray] | None = None,
         accumulate: int = 1,
+        parallel: bool = False,
     ) -> None:
         self.model, self.loss, self.updater, self.accumulate = model, loss, updater, accumulate
+        self.parallel = parallel  # a data-parallel step: the gradients are the global batch's
         self.masks = {n: np.asarray(m, model.dtype) for n, m in (masks or {}).items()}
 
     def _accumulated(self, x: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
@@ -92,6 +131,8 @@ class Step:
             value, grads = self._accumulated(x, y)
         else:
             value, grads = self.model.loss_and_grads(x, y, self.loss)
+        if self.parallel:
+            value, grads = _parallel.global_batch(value, grads, len(x))
         params = self.model.params
         self.updater(params, grads)
         for name, mask in self.masks.items():  # pruned weights stay exactly zero
@@ -110,8 +151,12 @@ def build(request: BuildRequest) -> NumpyModel:
 
 
 def train_step(request: StepRequest) -> Step:
-    return request.model.train_step(request.loss, request.optimizer, request.masks, request.accumulate)
+    parallel = request.world is not None and request.world.size > 1
+    return request.model.train_step(request.loss, request.optimizer, request.masks, request.accumulate, parallel)
 
 
 def predict(model: NumpyModel) -> Callable[[Any], np.ndarray]:
     return model.forward
+
+
+init_distributed, all_reduce = _parallel.init_distributed, _parallel.all_reduce

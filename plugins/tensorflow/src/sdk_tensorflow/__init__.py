@@ -13,4 +13,11 @@ DISTRIBUTIONS = {
     "tensorflow-macos": ("cpu",),
 }
 
-plugin = FrameworkHooks("tensorflow", runtime="sdk_tensorflow._runtime", api=1, version_of=DISTRIBUTIONS, priority=10)
+plugin = FrameworkHooks(
+    "tensorflow",
+    runtime="sdk_tensorflow._runtime",
+    api=1,
+    version_of=DISTRIBUTIONS,
+    priority=10,
+    capabilities=("train", "infer", "data_parallel"),  # tf.distribute.MultiWorkerMirroredStrategy
+)

@@ -3,7 +3,9 @@
 Canonical images are channels-first; TensorFlow's CPU convolutions want channels-last. The
 model transposes to NHWC before spatial layers (conv, pool, batchnorm on images) and back to
 NCHW before any layer that reads the last axis (flatten, dense, norms), so the canonical
-layout holds everywhere outside the spatial run.
+layout holds everywhere outside the spatial run. A graph spec is a Keras functional model with
+the same rule per node: elementwise layers and ``add`` keep their first input's layout,
+``concat`` and ``global_avg_pool`` on images run channels-last.
 """
 
 from __future__ import annotations
@@ -113,6 +115,14 @@ class TransformerBlock(keras.layers.Layer):
 
 SPATIAL = (S.Conv2D, S.MaxPool2D, S.AvgPool2D)
 ELEMENTWISE = (S.ReLU, S.GELU, S.Tanh, S.Sigmoid, S.Dropout)
+NHWC, NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
+def _nhwc(layer: S.Layer, shape: tuple[int, ...]) -> bool:
+    """Whether the layer runs on channels-last images."""
+    return isinstance(layer, SPATIAL) or (
+        isinstance(layer, (S.BatchNorm, S.GlobalAvgPool, S.Concat)) and len(shape) == 3
+    )
 
 
 def _layer(layer: S.Layer, shape: tuple[int, ...], dtype: str, seed: int) -> Callable:
@@ -141,6 +151,14 @@ def _layer(layer: S.Layer, shape: tuple[int, ...], dtype: str, seed: int) -> Cal
         return Attention(shape[-1], layer.num_heads, layer.causal, **kw)
     if isinstance(layer, S.TransformerBlock):
         return TransformerBlock(shape[-1], layer, seed, **kw)
+    if isinstance(layer, S.GlobalAvgPool):
+        if len(shape) == 3:
+            return keras.layers.GlobalAveragePooling2D(**nhwc)
+        return keras.layers.GlobalAveragePooling1D(**nhwc)
+    if isinstance(layer, S.Add):
+        return keras.layers.Add(**kw)
+    if isinstance(layer, S.Concat):  # the channels: images run channels-last
+        return keras.layers.Concatenate(axis=-1, **kw)
     if isinstance(layer, S.Flatten):  # on NCHW here: a plain reshape keeps channels-first order
         return keras.layers.Flatten(**nhwc)
     simple = {
@@ -154,25 +172,55 @@ def _layer(layer: S.Layer, shape: tuple[int, ...], dtype: str, seed: int) -> Cal
 
 
 class SpecModel(keras.Model):
-    """The spec's layers with the NCHW/NHWC transposes between them."""
+    """The spec's layers with the NCHW/NHWC transposes between them; a graph spec's run as the
+    functional model ``graph``."""
 
     def __init__(self, spec: ModelSpec, dtype: str, seed: int) -> None:
         super().__init__(dtype=dtype)
-        self.blocks = [_layer(l, spec.shapes[i], dtype, seed + i) for i, l in enumerate(spec.layers)]
-        self.nhwc = [
-            isinstance(l, SPATIAL) or (isinstance(l, S.BatchNorm) and len(spec.shapes[i]) == 3)
-            for i, l in enumerate(spec.layers)
-        ]
+        self.blocks = [_layer(l, spec.input_shape_of(i), dtype, seed + i) for i, l in enumerate(spec.layers)]
+        self.graph = _graph(spec, self.blocks, dtype) if spec.is_graph else None
+        self.nhwc = [_nhwc(l, spec.input_shape_of(i)) for i, l in enumerate(spec.layers)]
         self.keep = [isinstance(l, ELEMENTWISE) for l in spec.layers]
+        self.images = [len(shape) == 3 for shape in spec.shapes[1:]]
 
     def call(self, x, training=False):
+        if self.graph is not None:
+            return self.graph(x, training=training)
         channels_last = False
-        for block, nhwc, keep in zip(self.blocks, self.nhwc, self.keep, strict=True):
+        for block, nhwc, keep, image in zip(self.blocks, self.nhwc, self.keep, self.images, strict=True):
             if not keep and nhwc != channels_last:
-                x = tf.transpose(x, (0, 2, 3, 1) if nhwc else (0, 3, 1, 2))
+                x = tf.transpose(x, NHWC if nhwc else NCHW)
                 channels_last = nhwc
             x = block(x, training=training)
-        return tf.transpose(x, (0, 3, 1, 2)) if channels_last else x
+            channels_last = channels_last and image
+        return tf.transpose(x, NCHW) if channels_last else x
+
+
+def _graph(spec: ModelSpec, blocks: list[Callable], dtype: str) -> keras.Model:
+    """The functional model of a graph spec: each node's block on its sources' outputs, each
+    output transposed once per layout a node reads it in."""
+    inputs = keras.Input(spec.input_shape, dtype="int64" if spec.input_dtype == "int64" else dtype)
+    # outs[j + 1]: node j's output by layout (channels-last or not), its own layout first
+    outs: list[dict[bool, object]] = [{False: inputs}]
+
+    def read(j: int, channels_last: bool):
+        have = outs[j + 1]
+        if channels_last not in have:
+            have[channels_last] = keras.ops.transpose(have[not channels_last], NHWC if channels_last else NCHW)
+        return have[channels_last]
+
+    for i, (layer, block, sources) in enumerate(zip(spec.layers, blocks, spec.sources, strict=True)):
+        shape = spec.input_shape_of(i)
+        if len(shape) != 3:
+            channels_last = False
+        elif isinstance(layer, (S.Add, *ELEMENTWISE)):
+            channels_last = next(iter(outs[sources[0] + 1]))
+        else:
+            channels_last = _nhwc(layer, shape)
+        xs = [read(j, channels_last) for j in sources]
+        out = block(xs if layer.merge else xs[0])
+        outs.append({channels_last and len(spec.shapes[i + 1]) == 3: out})
+    return keras.Model(inputs, read(len(blocks) - 1, False))
 
 
 def _dense(prefix: str, dense) -> dict:
@@ -193,7 +241,7 @@ def variables(spec: ModelSpec, model: SpecModel) -> dict[str, tuple]:
     """Canonical name -> (variable, transposes or None)."""
     out: dict[str, tuple] = {}
     for i, (layer, block) in enumerate(zip(spec.layers, model.blocks, strict=True)):
-        p = f"{i}."
+        p = f"{spec.node_names[i]}."
         if isinstance(layer, S.Dense):
             out.update(_dense(p, block))
         elif isinstance(layer, S.Conv2D):

@@ -8,10 +8,14 @@ import numpy as np
 
 from sdk_core import BuildRequest, DeviceInfo, NotAvailableError, StepRequest
 from sdk_core.model.optim import OptimizerState
+from sdk_core.plugins.requests import DistributedRequest
 
+from . import _parallel
 from ._framework import keras, tf
 from ._layers import SpecModel, TransformerBlock, variables
 from ._optim import get_state, make_optimizer, set_state
+
+_parallel.start_from_environ()  # a worker of a data-parallel job joins it before any operation
 
 KINDS = {"cpu": "CPU", "cuda": "GPU", "tpu": "TPU"}
 
@@ -54,7 +58,7 @@ class TfModel:
         self.in_dtype = tf.int64 if spec.input_dtype == "int64" else self.dtype
         # TPUs run XLA only; on the CPU XLA made these steps no faster and cost seconds to compile
         self.jit = request.device.kind == "tpu"
-        with tf.device(self.device):
+        with _parallel.scope(), tf.device(self.device):
             self.module = SpecModel(spec, request.dtype, request.seed)
             self.module(tf.zeros((1,) + spec.input_shape, self.in_dtype))  # creates the variables
         self.vars = variables(spec, self.module)
@@ -98,10 +102,20 @@ def train_step(request: StepRequest) -> Step:
     model: TfModel = request.model
     module, loss_of = model.module, loss_fn(request.loss)
     weights = module.trainable_variables
-    inner = make_optimizer(request.optimizer, model.dtype.name)
     fp16, policy, k = request.precision == "fp16", POLICIES[request.precision], request.accumulate
-    optimizer = keras.optimizers.LossScaleOptimizer(inner) if fp16 else inner
-    with tf.device(model.device):
+    with _parallel.scope():  # the optimizer's variables too are mirrored in a job
+        inner = make_optimizer(request.optimizer, model.dtype.name)
+        optimizer = keras.optimizers.LossScaleOptimizer(inner) if fp16 else inner
+    world = request.world if request.world is not None and request.world.size > 1 else None
+    if world is None and _parallel.joined():
+        raise NotAvailableError(
+            "this TensorFlow process is a worker of a data-parallel job: train with strategy='data_parallel'"
+        )
+    if world is not None and (k != 1 or policy or request.remat):
+        raise NotAvailableError(
+            "data-parallel tensorflow steps run in float32 without accumulation or checkpointing here"
+        )
+    with _parallel.scope(), tf.device(model.device):
         optimizer.build(weights)
     y_dtype = tf.int64 if request.loss == "cross_entropy" else model.dtype
     blocks = [b for b in module.blocks if isinstance(b, TransformerBlock)]
@@ -127,6 +141,7 @@ def train_step(request: StepRequest) -> Step:
                 loss, scaled = forward(xb, yb)
                 loss, scaled = tf.math.multiply_no_nan(loss, share), tf.math.multiply_no_nan(scaled, share)
             g = tape.gradient(scaled, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            g = [tf.convert_to_tensor(t) for t in g]  # an embedding's IndexedSlices, summable
             total, grads = total + loss, g if grads is None else [a + b for a, b in zip(grads, g, strict=True)]
         return total, grads
 
@@ -160,12 +175,42 @@ def train_step(request: StepRequest) -> Step:
             for block in blocks:
                 block.remat = False
 
+    if world is not None:
+        update = _data_parallel(model, optimizer, loss_of, masked, world.size)
     x_np, y_np = model.in_dtype.as_numpy_dtype, y_dtype.as_numpy_dtype
 
     def step(x: np.ndarray, y: np.ndarray) -> tf.Tensor:
         return update(np.asarray(x, x_np), np.asarray(y, y_np))
 
     return Step(step, model, inner, request.optimizer, fp16)
+
+
+def _data_parallel(model: TfModel, optimizer, loss_of, masked: list, size: int):
+    """The update of one worker's shard under MultiWorkerMirroredStrategy: each worker's loss
+    is weighted by its share of the global batch, the optimizer sums the gradients over the
+    workers (Keras' all-reduce), so uneven shards still give the global batch's gradient; the
+    loss returned is the global batch's."""
+    job, module = _parallel.strategy(size), model.module
+    weights = module.trainable_variables
+
+    def replica(x, y):
+        rows = tf.cast(tf.shape(x)[0], model.dtype)
+        share = rows / tf.distribute.get_replica_context().all_reduce("sum", rows)
+        with tf.GradientTape() as tape:
+            loss = loss_of(module(x, training=True), y) * share
+        if weights:
+            optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def update(x, y):
+        with tf.device(model.device):
+            loss = job.reduce("sum", job.run(replica, args=(x, y)), axis=None)
+            for var, mask in masked:  # in the cross-replica context: every worker's copy
+                var.assign(var * mask)
+            return loss
+
+    return update
 
 
 class Step:
@@ -211,3 +256,11 @@ def predict(model: TfModel) -> Callable[[np.ndarray], np.ndarray]:
 
 
 build = TfModel  # the FrameworkHooks runtime contract: build(request) -> model
+
+
+def init_distributed(request: DistributedRequest) -> None:
+    """The job was joined when the runtime loaded; check it is the one asked for."""
+    _parallel.strategy(request.world.size)
+
+
+all_reduce = _parallel.all_reduce

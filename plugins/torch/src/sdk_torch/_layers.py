@@ -1,6 +1,7 @@
 """torch.nn modules built from a ModelSpec. ``nn.Sequential`` numbers its children like the
-spec numbers its layers, so state-dict keys are the canonical names; only ``nn.Linear``
-weights differ (stored ``(out, in)``, canonical ``(in, out)``)."""
+spec numbers its layers, and :class:`Graph` names them like a graph spec names its nodes, so
+state-dict keys are the canonical names; only ``nn.Linear`` weights differ (stored
+``(out, in)``, canonical ``(in, out)``)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,45 @@ class TransformerBlock(nn.Module):
         return x + self.drop(self.fc2(F.gelu(self.fc1(self.ln2(x)), approximate="tanh")))
 
 
+class GlobalAvgPool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3)) if x.dim() == 4 else x.mean(dim=1)
+
+
+class Add(nn.Module):
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Concat(nn.Module):
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, dim=1 if xs[0].dim() == 4 else -1)
+
+
+class Graph(nn.ModuleDict):
+    """A graph spec's nodes, run in order; each output is kept until its last reader."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(
+            {n: _layer(l, spec.input_shape_of(i)) for i, (n, l) in enumerate(zip(spec.names, spec.layers, strict=True))}
+        )
+        self.sources = spec.sources
+        self.last = {j: i for i, row in enumerate(spec.sources) for j in row}  # last reader of each output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = {-1: x}
+        for i, module in enumerate(self.values()):
+            sources = self.sources[i]
+            outs[i] = module(*(outs[j] for j in sources))
+            for j in set(sources):
+                if self.last[j] == i:
+                    del outs[j]
+        return outs[len(self.sources) - 1]
+
+
 def _layer(layer: S.Layer, shape: tuple[int, ...]) -> nn.Module:
     if isinstance(layer, S.Dense):
         return nn.Linear(shape[-1], layer.units, bias=layer.bias)
@@ -88,6 +128,9 @@ def _layer(layer: S.Layer, shape: tuple[int, ...]) -> nn.Module:
         return TransformerBlock(shape[-1], layer)
     simple = {
         "flatten": nn.Flatten,
+        "global_avg_pool": GlobalAvgPool,
+        "add": Add,
+        "concat": Concat,
         "relu": nn.ReLU,
         "tanh": nn.Tanh,
         "sigmoid": nn.Sigmoid,
@@ -97,7 +140,9 @@ def _layer(layer: S.Layer, shape: tuple[int, ...]) -> nn.Module:
     return simple[layer.type]()
 
 
-def build(spec: ModelSpec) -> nn.Sequential:
+def build(spec: ModelSpec) -> nn.Module:
+    if spec.is_graph:
+        return Graph(spec)
     return nn.Sequential(*(_layer(l, spec.shapes[i]) for i, l in enumerate(spec.layers)))
 
 
