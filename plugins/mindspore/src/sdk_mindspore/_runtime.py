@@ -56,6 +56,16 @@ def _first_reshape() -> None:
         os.close(saved)
 
 
+_DEPTH = [1000]  # MindSpore's default limit on the depth of calls it compiles
+
+
+def _deepen(depth: int) -> None:
+    """Raise MindSpore's process-wide compile depth limit to ``depth``, never lower it."""
+    if depth > _DEPTH[0]:
+        ms.set_recursion_limit(depth)
+        _DEPTH[0] = depth
+
+
 class MsModel:
     def __init__(self, request: BuildRequest) -> None:
         if request.dtype != "float32":
@@ -63,6 +73,8 @@ class MsModel:
         use_device(request.device)
         ms.set_seed(request.seed)
         self.spec = request.spec
+        if request.spec.is_graph:  # the jit step unrolls the nodes and the optimizer's weights
+            _deepen(25 * len(request.spec.layers))  # ResNet-50 (174 nodes) compiles at 1,800
         self.net = build_cells(request.spec)
         self.params = canonical_names(self.net, request.spec)
         self.tokens = request.spec.input_dtype == "int64"
