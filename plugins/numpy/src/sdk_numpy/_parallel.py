@@ -5,7 +5,9 @@ refused with the reason."""
 
 from __future__ import annotations
 
+import atexit
 import datetime
+import importlib
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,7 @@ from sdk_core.plugins.requests import DistributedRequest
 
 def _dist() -> Any:
     try:
-        import torch.distributed as dist
+        dist = importlib.import_module("torch.distributed")
     except ImportError:
         raise NotAvailableError(
             "NumPy data-parallel training sums gradients with torch.distributed's gloo: pip install torch"
@@ -35,11 +37,17 @@ def init_distributed(request: DistributedRequest) -> None:
             world_size=world.size,
             timeout=datetime.timedelta(seconds=world.timeout),
         )
+        atexit.register(_leave)  # a gloo group still up at exit aborts the process (SIGABRT)
+
+
+def _leave() -> None:
+    dist = _dist()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def all_reduce(values: np.ndarray) -> np.ndarray:
-    import torch
-
+    torch = importlib.import_module("torch")
     tensor = torch.from_numpy(np.array(values, np.float64))
     _dist().all_reduce(tensor)
     return tensor.numpy()

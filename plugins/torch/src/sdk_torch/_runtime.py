@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import functools
+import gc
+import weakref
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -117,6 +120,7 @@ class Step:
                 )
             if self.model.ddp is None:  # one wrapper per model: it broadcasts rank 0's weights once
                 self.model.ddp = DistributedDataParallel(self.module)
+                _WRAPPED.add(self.model)
         # pruning masks in the native layout, applied after each update in one fused call
         masks = request.masks or {}
         self.masked = [self.params[n] for n in masks]
@@ -246,6 +250,21 @@ def init_distributed(request: DistributedRequest) -> None:
         world_size=world.size,
         timeout=datetime.timedelta(seconds=world.timeout),
     )
+    # leave the group before exit: a gloo group still up at exit aborts the process (SIGABRT)
+    atexit.register(_leave)
+
+
+_WRAPPED: weakref.WeakSet[TorchModel] = weakref.WeakSet()  # models holding a DDP wrapper (and its group)
+
+
+def _leave() -> None:
+    """Drop the DDP wrappers (their reducers hold the group) and destroy the group while the
+    interpreter is still whole: gloo threads torn down during finalization abort the process."""
+    for model in list(_WRAPPED):
+        model.ddp = None
+    gc.collect()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def all_reduce(values: np.ndarray) -> np.ndarray:
