@@ -37,6 +37,17 @@ def _cycle(start: str, by_name: dict[str, int], inputs: Sequence[Sequence[str]])
     return [*path, start] if visit(start) else None
 
 
+def frees(sources: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    """For each node, the outputs (``-1``: the model's input) it is the last to read, in
+    order: what a runtime may drop once the node has run. The last node's output is never
+    among them."""
+    last = {j: i for i, row in enumerate(sources) for j in row}
+    out: list[list[int]] = [[] for _ in sources]
+    for j, i in sorted(last.items()):
+        out[i].append(j)
+    return tuple(tuple(row) for row in out)
+
+
 def wire(names: Sequence[str], inputs: Sequence[Sequence[str]]) -> tuple[tuple[int, ...], ...]:
     """Each node's sources as node indices (``-1`` is the model's input), or a
     :class:`SpecError` naming the node: a bad or repeated name, an unknown input, a cycle, a

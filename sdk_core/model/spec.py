@@ -42,7 +42,7 @@ import attrs
 import numpy as np
 
 from ..errors import SpecError
-from .graph import wire
+from .graph import frees, wire
 
 Shape = tuple[int, ...]
 INPUT_DTYPES = ("float32", "int64")
@@ -551,6 +551,7 @@ class ModelSpec:
     inputs: tuple[tuple[str, ...], ...] = attrs.field(default=(), converter=_inputs, kw_only=True)
     shapes: tuple[Shape, ...] = attrs.field(init=False, eq=False, repr=False)
     sources: tuple[tuple[int, ...], ...] = attrs.field(init=False, eq=False, repr=False)
+    frees: tuple[tuple[int, ...], ...] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not self.layers:
@@ -589,6 +590,7 @@ class ModelSpec:
                 raise SpecError(f"{label} ({layer.type}): {exc}") from None
         object.__setattr__(self, "shapes", tuple(shapes))
         object.__setattr__(self, "sources", sources)
+        object.__setattr__(self, "frees", frees(sources))
 
     @classmethod
     def from_nodes(

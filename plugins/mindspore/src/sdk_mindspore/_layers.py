@@ -198,11 +198,10 @@ class Graph(nn.Cell):
         super().__init__()
         self.nodes = nn.CellList([_cell(l, spec.input_shape_of(i)) for i, l in enumerate(spec.layers)])
         self.merges = tuple(l.merge for l in spec.layers)
-        last = {j: i for i, row in enumerate(spec.sources) for j in row}
         slot_of, free, reads, writes = {-1: 0}, [], [], []
-        for i, row in enumerate(spec.sources):
+        for i, (row, done) in enumerate(zip(spec.sources, spec.frees, strict=True)):
             reads.append(tuple(slot_of[j] for j in row))
-            free += [slot_of.pop(j) for j in sorted(set(row)) if last[j] == i]
+            free += [slot_of.pop(j) for j in done]
             slot_of[i] = free.pop() if free else len(slot_of)  # no free slot: every one is live
             writes.append(slot_of[i])
         self.reads, self.writes = tuple(reads), tuple(writes)

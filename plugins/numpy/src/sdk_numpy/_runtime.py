@@ -15,11 +15,6 @@ from ._layers import LOSSES, make_op
 from ._optim import Updater
 
 
-def _last_use(sources: tuple[tuple[int, ...], ...]) -> dict[int, int]:
-    """For each output (``-1``: the model's input), the last node that reads it."""
-    return {j: i for i, row in enumerate(sources) for j in row}
-
-
 class NumpyModel:
     """A sequential model whose ``params`` are the canonical weights themselves."""
 
@@ -46,13 +41,11 @@ class NumpyModel:
                 h = op.forward(self.params, h, training)
             return h
         outs: dict[int, Any] = {-1: h}
-        last = _last_use(self.spec.sources)
-        for i, (op, sources) in enumerate(zip(self.ops, self.spec.sources, strict=True)):
+        for i, (op, sources, done) in enumerate(zip(self.ops, self.spec.sources, self.spec.frees, strict=True)):
             args: Any = [outs[j] for j in sources]  # a merge takes the list, any other op one array
             outs[i] = op.forward(self.params, args if op.arity > 1 else args[0], training)
-            for j in set(sources):
-                if last[j] == i:  # free what no later node reads
-                    del outs[j]
+            for j in done:  # free what no later node reads
+                del outs[j]
         return outs[len(self.ops) - 1]
 
     def backward(self, dout: np.ndarray) -> dict[str, np.ndarray]:

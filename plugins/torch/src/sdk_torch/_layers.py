@@ -90,17 +90,14 @@ class Graph(nn.ModuleDict):
         super().__init__(
             {n: _layer(l, spec.input_shape_of(i)) for i, (n, l) in enumerate(zip(spec.names, spec.layers, strict=True))}
         )
-        self.sources = spec.sources
-        self.last = {j: i for i, row in enumerate(spec.sources) for j in row}  # last reader of each output
+        self.sources, self.frees = spec.sources, spec.frees
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = {-1: x}
-        for i, module in enumerate(self.values()):
-            sources = self.sources[i]
+        for i, (module, sources, done) in enumerate(zip(self.values(), self.sources, self.frees, strict=True)):
             outs[i] = module(*(outs[j] for j in sources))
-            for j in set(sources):
-                if self.last[j] == i:
-                    del outs[j]
+            for j in done:  # free what no later node reads
+                del outs[j]
         return outs[len(self.sources) - 1]
 
 
