@@ -81,7 +81,7 @@ def main(framework: str, make_native: Callable[..., Epoch], optimizer: Optimizer
     optimizer = optimizer or Optimizer("adam")
     parser = argparse.ArgumentParser(description=f"Stack.fit vs a native {framework} loop")
     parser.add_argument("--models", default="mlp,lenet5")
-    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=31)
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     print(

@@ -1,6 +1,6 @@
 """Stack.fit on the JAX plugin vs a hand-written JAX + optax loop (see _overhead.py).
 
-python benchmarks/overhead_jax.py [--models mlp,lenet5,resnet] [--rounds 12] [--batch 32]
+python benchmarks/overhead_jax.py [--models mlp,lenet5,resnet] [--rounds 31] [--batch 32]
 """
 
 import sys

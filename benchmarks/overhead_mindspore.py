@@ -1,6 +1,6 @@
 """Stack.fit on the MindSpore plugin vs a hand-written MindSpore loop (see _overhead.py).
 
-python benchmarks/overhead_mindspore.py [--models mlp,lenet5] [--rounds 12] [--batch 32]
+python benchmarks/overhead_mindspore.py [--models mlp,lenet5] [--rounds 31] [--batch 32]
 """
 
 import sys

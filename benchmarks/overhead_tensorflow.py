@@ -1,6 +1,6 @@
 """Stack.fit on the TensorFlow plugin vs a hand-written TensorFlow loop (see _overhead.py).
 
-python benchmarks/overhead_tensorflow.py [--models mlp,lenet5] [--rounds 12] [--batch 32]
+python benchmarks/overhead_tensorflow.py [--models mlp,lenet5] [--rounds 31] [--batch 32]
 """
 
 import os

@@ -1,6 +1,6 @@
 """Stack.fit on the torch plugin vs a hand-written PyTorch loop (see _overhead.py).
 
-python benchmarks/overhead_torch.py [--models mlp,lenet5,resnet] [--rounds 12] [--batch 32]
+python benchmarks/overhead_torch.py [--models mlp,lenet5,resnet] [--rounds 31] [--batch 32]
 """
 
 import sys

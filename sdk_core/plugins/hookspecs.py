@@ -171,7 +171,10 @@ def sdk_get_weights(request: WeightsRequest) -> dict[str, np.ndarray] | None:
 
     :param request: framework, model and spec (``weights`` is ``None``).
     :return: ``{canonical name: numpy array}`` with every name of ``spec.layout()``, or
-        ``None`` if ``request.framework`` is not yours.
+        ``None`` if ``request.framework`` is not yours. The arrays are the caller's: no later
+        training step may change them (``fit`` keeps them to go back to if training
+        diverges) and changing them must not reach the model; copy where your framework
+        would hand out a view of its own buffer.
     firstresult.
     """
 

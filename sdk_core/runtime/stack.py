@@ -41,7 +41,7 @@ from ..plugins.requests import (
     WeightsRequest,
     World,
 )
-from . import select
+from . import host, select
 from .budget import check_fits
 from .checkpoint import Checkpoints, Position, Run
 from .training import ArrayData, BatchData, History, Loop
@@ -323,6 +323,8 @@ class Stack:
             features.append("training:remat")
         self._refuse_unsupported(features)
         if key not in self._steps:
+            if self.device.kind == "cpu":  # steps reuse freed activation blocks (see host.py)
+                host.keep_freed_blocks()
             with self._memory("compiling the training step"):
                 self._steps[key] = self.manager.make_train_step(
                     StepRequest(

@@ -331,6 +331,29 @@ class ConformanceSuite:
         x = inputs(spec)
         np.testing.assert_array_equal(again.predict(x), stack.predict(x))
 
+    def test_weights_read_are_the_callers_own(self):
+        """``get_weights`` returns arrays that no later step changes (fit keeps them to go
+        back to when training diverges) and whose change does not reach the model."""
+        spec = LAYER_CASES["lenet_like"].spec
+        self._needs_training()
+        self._needs(LAYER_CASES["lenet_like"].features | {"optimizer:sgd", "loss:mse"})
+        stack = self._stack(spec, random_weights(spec, seed=5))
+        read = stack.get_weights()
+        kept = {name: value.copy() for name, value in read.items()}
+        step = stack.train_step("mse", sdk_core.Optimizer("sgd", lr=0.1, momentum=0.9))
+        for i in range(3):
+            step(inputs(spec, seed=30 + i), targets(spec, "mse", seed=40 + i))
+        changed = stack.get_weights()
+        for name, value in read.items():
+            np.testing.assert_array_equal(value, kept[name], err_msg=f"{name} read before training")
+        assert any(not np.array_equal(changed[n], kept[n]) for n in kept), "three sgd steps changed nothing"
+        now = {name: value.copy() for name, value in changed.items()}
+        for value in changed.values():
+            if value.flags.writeable:
+                value[...] = 0
+        for name, value in stack.get_weights().items():
+            np.testing.assert_array_equal(value, now[name], err_msg=f"zeroing the array read changed {name}")
+
     @pytest.mark.parametrize("case", PORTABLE_CASES)
     def test_trained_weights_load_in_every_installed_framework(self, case, tmp_path):
         spec = LAYER_CASES[case].spec

@@ -35,6 +35,12 @@ def use_device(device: DeviceInfo) -> None:
             f"{_target[0]}, so {device.id} ({target}) needs a new process"
         )
     if not _target:
+        if target == "CPU":
+            # MindSpore's host pipeline threads (frontend queue, kernel threads) wait for work
+            # by spinning on sched_yield; on a CPU target they take the cores the kernels need,
+            # and a step stalls for whole scheduler ticks (LeNet-5: 170-220 ms a step, 41 ms
+            # run blocking). Read when the pipeline first runs; a user's own setting wins.
+            os.environ.setdefault("MS_DEV_HOST_BLOCKING_RUN", "1")
         ms.set_context(mode=ms.PYNATIVE_MODE)
         ms.set_device(target, device.index)
         _target.append(target)
@@ -92,6 +98,8 @@ class MsModel:
 
 
 def cross_entropy(out, y):
+    if out.ndim == 2:  # (batch, classes) as it is: a reshape is one more kernel launch each way
+        return ops.cross_entropy(out, y)
     return ops.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -62,14 +63,24 @@ class TfModel:
             self.module = SpecModel(spec, request.dtype, request.seed)
             self.module(tf.zeros((1,) + spec.input_shape, self.in_dtype))  # creates the variables
         self.vars = variables(spec, self.module)
+        # inside compiled functions the ops are pinned to the device only where TensorFlow
+        # could place them elsewhere: a pin on the only device costs a few us a call
+        self.pin = len(tf.config.list_logical_devices()) > 1
+
+    def on_device(self):
+        """``tf.device(self.device)`` for tracing, or nothing when it is the only device."""
+        return tf.device(self.device) if self.pin else contextlib.nullcontext()
 
     def signature(self, shape: tuple[int, ...], dtype) -> tf.TensorSpec:
         return tf.TensorSpec((None,) + tuple(shape), dtype)
 
     def get_weights(self) -> dict[str, np.ndarray]:
+        # one ReadVariableOp a variable (var.numpy() adds an Identity: ~3x slower, and fit
+        # reads the weights at every epoch); a mirrored variable of a job reads the Keras way
+        read = _read if not _parallel.joined() else lambda var: var.numpy()
         out = {}
         for name, (var, perm) in self.vars.items():
-            value = var.numpy()
+            value = read(var)
             out[name] = value.transpose(perm[1]).copy() if perm else value
         return out
 
@@ -77,6 +88,13 @@ class TfModel:
         for name, value in weights.items():
             var, perm = self.vars[name]
             var.assign(value.transpose(perm[0]) if perm else value)
+
+
+def _read(var) -> np.ndarray:
+    inner = var.value  # the tf.Variable under Keras' (its TensorFlow dtype takes the fast path)
+    if not isinstance(inner, tf.Variable):
+        return var.numpy()
+    return tf.raw_ops.ReadVariableOp(resource=inner.handle, dtype=inner.dtype).numpy()
 
 
 def loss_fn(name: str):
@@ -157,7 +175,7 @@ def train_step(request: StepRequest) -> Step:
         for block in blocks:
             block.remat = request.remat
         try:
-            with tf.device(model.device):
+            with model.on_device():
                 if k == 1:
                     with tf.GradientTape() as tape:
                         loss, scaled = forward(x, y)
@@ -244,7 +262,7 @@ class Step:
 def predict(model: TfModel) -> Callable[[np.ndarray], np.ndarray]:
     @tf.function(input_signature=[model.signature(model.spec.input_shape, model.in_dtype)], jit_compile=model.jit)
     def forward(x):
-        with tf.device(model.device):
+        with model.on_device():
             return model.module(x, training=False)
 
     x_np = model.in_dtype.as_numpy_dtype
