@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -10,6 +11,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+import sdk_core
 
 FRAMEWORKS = ("torch", "tensorflow", "jax", "mindspore")
 
@@ -25,6 +28,21 @@ def sdk_framework_info():
 def sdk_probe_devices():
     return [DeviceInfo(kind="toy", index=0, vendor="Toys", name="Toy chip", memory_total=2**30)]
 """
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_framework(name): skip unless that framework's plugin is installed")
+
+
+@functools.cache
+def _installed() -> frozenset[str]:
+    return frozenset(sdk_core.PluginManager().frameworks())
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("needs_framework"):
+        if mark.args[0] not in _installed():
+            pytest.skip(f"needs the sdk-{mark.args[0]} plugin")
 
 
 class Site:

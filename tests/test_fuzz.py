@@ -124,15 +124,12 @@ def test_hostile_weights_headers_never_allocate_what_they_claim(tmp_path_factory
         assert_one_line(exc)
 
 
-needs_numpy = pytest.mark.skipif(
-    "numpy" not in sdk_core.PluginManager().frameworks(), reason="needs the sdk-numpy plugin"
-)
 arguments = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 300), st.floats(allow_nan=True), st.text(max_size=3), st.just([1])
 )
 
 
-@needs_numpy
+@pytest.mark.needs_framework("numpy")
 @FUZZ
 @given(
     batch_size=arguments,

@@ -28,10 +28,6 @@ from sdk_core import (
 from sdk_core.model import estimate
 from sdk_core.testing.cases import LAYER_CASES, random_graph
 
-needs_numpy = pytest.mark.skipif(
-    "numpy" not in sdk_core.PluginManager().frameworks(), reason="needs sdk-numpy (the reference)"
-)
-
 
 def residual() -> ModelSpec:
     return ModelSpec.from_nodes(
@@ -104,7 +100,7 @@ def test_weights_are_named_by_node_and_conv_same_keeps_the_size():
         Conv2D(2, 2, padding="same")
 
 
-@needs_numpy
+@pytest.mark.needs_framework("numpy")
 def test_graph_weights_are_portable_between_frameworks(tmp_path):
     spec = residual()
     stack = Stack("numpy").build(spec, seed=3)
@@ -139,7 +135,7 @@ def test_memory_estimate_counts_a_tensor_read_by_two_nodes_once():
     assert estimate.activation_values(spec) < estimate.activation_values(chain) + 2 * 4 * 8 * 8
 
 
-@needs_numpy
+@pytest.mark.needs_framework("numpy")
 def test_compression_paths_that_need_a_sequence_refuse_graphs_clearly():
     from sdk_core import compress
 
@@ -150,7 +146,7 @@ def test_compression_paths_that_need_a_sequence_refuse_graphs_clearly():
     assert set(masks) == {"stem.weight", "conv.weight", "fc.weight"}
 
 
-@needs_numpy
+@pytest.mark.needs_framework("numpy")
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), images=st.booleans())
 def test_random_graphs_survive_json_and_the_reference_runs_them(seed, images):
@@ -165,7 +161,7 @@ def test_the_kit_has_graph_cases():
     assert sum(case.spec.is_graph for case in LAYER_CASES.values()) >= 8
 
 
-@needs_numpy
+@pytest.mark.needs_framework("numpy")
 def test_a_plugin_that_runs_sequences_only_refuses_graphs_before_it_is_called():
     manager = sdk_core.PluginManager(autoload=False)
     manager.register(

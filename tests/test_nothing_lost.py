@@ -20,9 +20,6 @@ from sdk_core.model.files import atomic_write, check_output, read_npy
 from sdk_core.runtime.training import TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_numpy = pytest.mark.skipif(
-    "numpy" not in sdk_core.PluginManager().frameworks(), reason="needs the sdk-numpy plugin"
-)
 needs_digits = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs scikit-learn")
 
 
@@ -40,7 +37,7 @@ def one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
 
 
 # -- data loss ----------------------------------------------------------------------------------
-@needs_numpy
+@pytest.mark.needs_framework("numpy")
 @needs_digits
 def test_no_command_writes_onto_a_file_it_reads(tmp_path):
     weights = tmp_path / "w.safetensors"
@@ -97,7 +94,7 @@ def test_kill_9_during_saves_tears_nothing_and_leaves_no_temporary(tmp_path):
     assert counts["kills"] == 10 and counts["torn"] == 0 and counts["temporaries_after_next_save"] == 0
 
 
-@needs_numpy
+@pytest.mark.needs_framework("numpy")
 @pytest.mark.parametrize(
     "optimizer, poison",
     [(Optimizer("sgd", lr=1e30), False), (Optimizer("sgd", lr=0.1), True)],
@@ -154,7 +151,7 @@ def test_optimizer_settings_are_checked_when_made(kwargs, message):
 
 
 # -- checks before allocation ----------------------------------------------------------------------
-@needs_numpy
+@pytest.mark.needs_framework("numpy")
 def test_a_small_file_claiming_a_huge_model_is_refused_before_building(tmp_path):
     spec = {"input_shape": [64], "layers": [{"type": "dense", "units": 6_000_000}]}
     path = tmp_path / "w.safetensors"
@@ -166,7 +163,7 @@ def test_a_small_file_claiming_a_huge_model_is_refused_before_building(tmp_path)
     one_line_error(sdk("predict", "--weights", str(path), "--framework", "numpy"), "the model needs (64, 6000000)")
 
 
-@needs_numpy
+@pytest.mark.needs_framework("numpy")
 def test_models_larger_than_the_device_are_refused_from_the_spec():
     with pytest.raises(SdkError, match=r"needs about .* TiB of memory .* cpu:0 has"):
         Stack("numpy").build({"input_shape": [64], "layers": [{"type": "dense", "units": 2_000_000_000}]})
@@ -201,7 +198,7 @@ def test_digit_images_are_bounded():
 
 
 # -- malformed input is one clear line ------------------------------------------------------------
-@needs_numpy
+@pytest.mark.needs_framework("numpy")
 def test_api_arguments_are_checked():
     stack = Stack("numpy").build(zoo.gpt())
     tokens = np.zeros((2, 32), np.int64)
@@ -223,7 +220,7 @@ def test_long_or_multi_line_values_are_capped_in_messages():
 
 
 # -- checkpoint and resume ------------------------------------------------------------------------
-@needs_numpy
+@pytest.mark.needs_framework("numpy")
 @needs_digits
 def test_a_run_killed_with_sigkill_resumes_with_the_same_loss_curve(tmp_path):
     """`sdk train --checkpoint-dir` killed with SIGKILL mid-run, then `--resume`: the loss curve is
@@ -252,7 +249,7 @@ def test_a_run_killed_with_sigkill_resumes_with_the_same_loss_curve(tmp_path):
     assert not list(ckpt.glob("*.tmp"))
 
 
-@needs_numpy
+@pytest.mark.needs_framework("numpy")
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((40, 64)).astype(np.float32), rng.integers(0, 10, 40)

@@ -17,24 +17,18 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 MMAP_THRESHOLD = 32 * 2**20  # glibc's largest on 64-bit hosts
 TRIM_THRESHOLD = 256 * 2**20
-_DONE: list[bool] = []
 
 
+@functools.cache
 def keep_freed_blocks() -> bool:
-    """Set glibc's thresholds once; True when they are (now or before) set by this module."""
-    if _DONE:
-        return _DONE[0]
-    _DONE.append(_set())
-    return _DONE[0]
-
-
-def _set() -> bool:
+    """Set glibc's thresholds, once a process; True when this module set them."""
     env = os.environ
     if env.get("SDK_HOST_MALLOC") == "default" or "MALLOC_MMAP_THRESHOLD_" in env or "MALLOC_TRIM_THRESHOLD_" in env:
         return False
