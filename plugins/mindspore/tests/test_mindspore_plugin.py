@@ -57,3 +57,18 @@ def test_graph_spec_with_a_residual_add_trains():
     history = stack.fit(x, y, epochs=20, batch_size=None, optimizer=Optimizer("adam", lr=0.03))
     assert {"stem.weight", "c1.bias", "bn.running_var", "head.weight"} <= set(stack.get_weights())
     assert history.loss[-1] < 0.8 * history.loss[0]
+
+
+def test_a_stack_builds_after_the_script_ran_mindspore():
+    # MindSpore's runtime refuses set_device once a kernel ran; the same target is fine
+    code = (
+        "import numpy as np, mindspore as ms\n"
+        "print(float((ms.Tensor(np.ones(2, np.float32)) * 2).sum()))\n"
+        "from sdk_core import Stack, zoo, digits\n"
+        "x, y = digits(image_size=None)[:2]\n"
+        "h = Stack('mindspore').build(zoo.get('mlp')).fit(x[:64], y[:64])\n"
+        "print('trained', h.loss[0] > 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "trained True" in out.stdout

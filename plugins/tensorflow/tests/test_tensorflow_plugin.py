@@ -147,3 +147,17 @@ def test_the_data_parallel_cluster_comes_from_one_host_or_tf_config():
 
     with pytest.raises(NotAvailableError, match="run the job through sdk launch, torchrun or srun"):
         strategy(2)  # this process was started by no launcher
+
+
+def test_the_step_keeps_two_traces_whatever_the_batch_sizes():
+    # the first batch size gets an exact trace, every other shares one with a free batch axis
+    spec = zoo.get("mlp")
+    stack = Stack("tensorflow").build(spec, seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(70, 64)).astype(np.float32), rng.integers(0, 10, 70)
+    history = stack.fit(x, y, epochs=2, batch_size=32)
+    stack.fit(x[:45], y[:45], epochs=1, batch_size=20)
+    (step,) = stack._steps.values()
+    assert np.isfinite(history.loss).all()
+    traces = {id(t) for t in step.run.traces.values()}
+    assert len(step.run.traces) == 4 and len(traces) == 2  # batches of 32, 6, 20 and 5

@@ -4,10 +4,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
-from sdk_core import DeviceInfo, Stack, zoo
+from sdk_core import DeviceInfo, Optimizer, Stack, zoo
 
 
 def test_entry_point_does_not_import_torch():
@@ -39,3 +40,15 @@ def test_odd_input_strides_give_plain_tensors():
     assert t.stride() == (1024, 1024, 32, 1)
     assert stack.model.tensor(np.ascontiguousarray(x.copy())).stride() == (1024, 1024, 32, 1)
     np.testing.assert_allclose(stack.predict(x), stack.predict(np.ascontiguousarray(x.copy())), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "adagrad", "rmsprop"])
+def test_fused_optimizers_where_torch_has_them(name):
+    from sdk_torch._optim import make_optimizer
+
+    params = [torch.nn.Parameter(torch.ones(3))]
+    native, _ = make_optimizer(Optimizer(name, lr=0.1, momentum=0.5 if name == "sgd" else 0.0), params)
+    assert bool(native.defaults.get("fused")) == (name != "rmsprop")
+    params[0].grad = torch.full((3,), 2.0)
+    native.step()
+    assert torch.all(params[0] < 1)  # it updates

@@ -42,7 +42,15 @@ def use_device(device: DeviceInfo) -> None:
             # run blocking). Read when the pipeline first runs; a user's own setting wins.
             os.environ.setdefault("MS_DEV_HOST_BLOCKING_RUN", "1")
         ms.set_context(mode=ms.PYNATIVE_MODE)
-        ms.set_device(target, device.index)
+        try:
+            ms.set_device(target, device.index)
+        except RuntimeError as error:  # the caller ran MindSpore first: its runtime is up already
+            running = ms.get_context("device_target"), ms.get_context("device_id")
+            if running[0] != target or (target != "CPU" and running[1] != device.index):
+                raise NotAvailableError(
+                    f"MindSpore's runtime already runs on {running[0]}:{running[1]} in this process "
+                    f"(started before the stack was built), so {device.id} needs a new process"
+                ) from error
         _target.append(target)
         _first_reshape()
 

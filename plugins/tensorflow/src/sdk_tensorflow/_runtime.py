@@ -193,14 +193,34 @@ def train_step(request: StepRequest) -> Step:
             for block in blocks:
                 block.remat = False
 
-    if world is not None:
-        update = _data_parallel(model, optimizer, loss_of, masked, world.size)
-    x_np, y_np = model.in_dtype.as_numpy_dtype, y_dtype.as_numpy_dtype
+    if world is not None:  # a strategy's function keeps TensorFlow's own dispatch
+        job = _data_parallel(model, optimizer, loss_of, masked, world.size)
+        x_np, y_np = model.in_dtype.as_numpy_dtype, y_dtype.as_numpy_dtype
+        return Step(lambda x, y: job(np.asarray(x, x_np), np.asarray(y, y_np)), model, inner, request.optimizer)
+    return Step(Traced(update, (model.in_dtype, y_dtype)), model, inner, request.optimizer, fp16)
 
-    def step(x: np.ndarray, y: np.ndarray) -> tf.Tensor:
-        return update(np.asarray(x, x_np), np.asarray(y, y_np))
 
-    return Step(step, model, inner, request.optimizer, fp16)
+class Traced:
+    """Calls a ``tf.function``'s traces directly, one per input shape. Its own dispatch
+    (binding the arguments, hashing their types, looking the trace up) costs ~0.2 ms a call on
+    a cpu: a third of a small model's step. The first shape gets an exact trace (static shapes
+    let TensorFlow fold the loss mean); any other shares one with a free batch axis."""
+
+    def __init__(self, function, dtypes: tuple) -> None:
+        self.function, self.dtypes, self.traces = function, dtypes, {}
+        self.numpy = tuple(d.as_numpy_dtype for d in dtypes)
+
+    def __call__(self, *arrays: np.ndarray) -> tf.Tensor:
+        arrays = tuple(np.asarray(a, d) for a, d in zip(arrays, self.numpy, strict=True))
+        key = tuple(a.shape for a in arrays)
+        trace = self.traces.get(key)
+        if trace is None:
+            free = bool(self.traces)
+            specs = [
+                tf.TensorSpec((None,) * free + a.shape[free:], d) for a, d in zip(arrays, self.dtypes, strict=True)
+            ]
+            trace = self.traces[key] = self.function.get_concrete_function(*specs)
+        return trace(*map(tf.constant, arrays))
 
 
 def _data_parallel(model: TfModel, optimizer, loss_of, masked: list, size: int):
@@ -265,12 +285,8 @@ def predict(model: TfModel) -> Callable[[np.ndarray], np.ndarray]:
         with model.on_device():
             return model.module(x, training=False)
 
-    x_np = model.in_dtype.as_numpy_dtype
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return forward(np.asarray(x, x_np)).numpy()
-
-    return run
+    traced = Traced(forward, (model.in_dtype,))
+    return lambda x: traced(x).numpy()
 
 
 build = TfModel  # the FrameworkHooks runtime contract: build(request) -> model

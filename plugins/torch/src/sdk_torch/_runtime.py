@@ -57,7 +57,8 @@ class TorchModel:
         self.ddp: DistributedDataParallel | None = None  # made by the first data-parallel step
 
     def tensor(self, x: np.ndarray) -> torch.Tensor:
-        x = np.ascontiguousarray(x)
+        # torch warns on a read-only array (a memory-mapped file's batch): such a batch is copied
+        x = np.ascontiguousarray(x) if x.flags.writeable else np.array(x)
         t = torch.from_numpy(x)
         if x.strides != _plain_strides(x.shape, x.itemsize):
             # numpy may give a size-1 axis any stride; torch then reads (B, 1, H, W) as
