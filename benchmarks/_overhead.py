@@ -102,12 +102,9 @@ def main(
     parser.add_argument("--models", default="mlp,lenet5")
     parser.add_argument("--rounds", type=int, default=31)
     parser.add_argument("--batch", type=int, default=32)
-    for flag, text in (flags or {}).items():
-        parser.add_argument(flag, action="store_true", help=text)
+    names = [parser.add_argument(flag, action="store_true", help=text).dest for flag, text in (flags or {}).items()]
     args = parser.parse_args()
-    options = {
-        flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_")) for flag in flags or {}
-    }
+    options = {name: getattr(args, name) for name in names}
     print(
         f"{framework}: Stack.fit vs hand-written loop, digits, batch {args.batch}, {optimizer.name} "
         f"lr {optimizer.lr} momentum {optimizer.momentum}, "
