@@ -72,3 +72,71 @@ def test_a_stack_builds_after_the_script_ran_mindspore():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "trained True" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding"), [(3, 1, 1), (3, 2, 1), (1, 2, 0), (7, 2, 3), (2, 1, 0), (1, 1, 1)]
+)
+def test_unfolded_convolution_matches_mindspore_conv2d(kernel, stride, padding):
+    import mindspore as ms
+    import numpy as np
+    from mindspore import Tensor, nn
+
+    from sdk_core.model import spec as S
+    from sdk_mindspore._layers import UnfoldConv2d
+
+    Stack("mindspore").build(zoo.mlp())  # the plugin's CPU target
+    rng = np.random.default_rng(kernel + 10 * stride)
+    ours = UnfoldConv2d(3, S.Conv2D(4, kernel, stride=stride, padding=padding))
+    theirs = nn.Conv2d(3, 4, kernel, stride, pad_mode="pad", padding=padding, has_bias=True)
+    for name in ("weight", "bias"):
+        value = Tensor(rng.normal(size=getattr(theirs, name).shape).astype(np.float32))
+        getattr(ours, name).set_data(value)
+        getattr(theirs, name).set_data(value)
+    x = Tensor(rng.normal(size=(2, 3, 9, 11)).astype(np.float32))
+
+    def gradients(net):
+        def loss(x):
+            return (net(x) ** 2).sum()
+
+        value, grads = ms.value_and_grad(loss, 0, net.trainable_params())(x)
+        return [value.asnumpy(), grads[0].asnumpy(), *(g.asnumpy() for g in grads[1])]
+
+    np.testing.assert_allclose(ours(x).asnumpy(), theirs(x).asnumpy(), rtol=1e-4, atol=1e-5)
+    for got, want in zip(gradients(ours), gradients(theirs), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_stacks_unfold_every_convolution_but_a_pointwise_one():
+    from mindspore import nn
+
+    from sdk_core import ModelSpec
+    from sdk_core.model import spec as S
+    from sdk_mindspore._layers import UnfoldConv2d
+
+    spec = ModelSpec((3, 8, 8), [S.Conv2D(4, 3), S.Conv2D(4, 1), S.Conv2D(4, 1, stride=2), S.Flatten(), S.Dense(2)])
+    cells = list(Stack("mindspore").build(spec).model.net.cells())
+    assert [type(c) for c in cells[:3]] == [UnfoldConv2d, nn.Conv2d, UnfoldConv2d]
+
+
+@pytest.mark.parametrize(
+    ("shape", "batch"),
+    [((5,), 4), ((3, 2, 2), 4), ((4,), 1), ((3, 1, 1), 1)],
+    ids=["vectors", "images", "one-vector", "one-pixel"],
+)
+def test_batchnorm_steps_like_the_reference(shape, batch):
+    import numpy as np
+
+    from sdk_core import BatchNorm, Dense, Flatten, ModelSpec, Optimizer
+
+    spec = ModelSpec(shape, [BatchNorm(momentum=0.3), Flatten(), Dense(2)])
+    rng = np.random.default_rng(len(shape) + batch)
+    x = rng.normal(2.0, 3.0, size=(batch, *shape)).astype(np.float32)
+    y = rng.integers(0, 2, batch)
+    stacks = [Stack(name).build(spec, seed=1) for name in ("mindspore", "numpy")]
+    for stack in stacks:
+        stack.train_step(optimizer=Optimizer("sgd", lr=0.1))(x, y)
+    ours, reference = (s.get_weights() for s in stacks)
+    for name in reference:
+        np.testing.assert_allclose(ours[name], reference[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(stacks[0].predict(x), stacks[1].predict(x), rtol=1e-4, atol=1e-4)

@@ -21,7 +21,10 @@ def _zeros(*shape: int) -> Tensor:
 
 class BatchNorm(nn.Cell):
     """Batch normalization with the core's rule (running variance from the unbiased batch
-    variance, ``r = (1 - momentum) r + momentum batch``); channels on axis 1."""
+    variance, ``r = (1 - momentum) r + momentum batch``); channels on axis 1. MindSpore's own
+    kernel (``ops.batch_norm``) follows the same rule; written out in elementwise operations,
+    its gradients kept ~30 activation-sized tensors per layer alive and took five to nine
+    times as long (``benchmarks/mindspore_cpu_layers.py``)."""
 
     def __init__(self, channels: int, layer: S.BatchNorm) -> None:
         super().__init__()
@@ -32,17 +35,19 @@ class BatchNorm(nn.Cell):
         self.running_var = Parameter(Tensor(np.ones(channels, np.float32)), name="running_var", requires_grad=False)
 
     def construct(self, x):
+        if self.training and x.size == x.shape[1]:  # one value per channel: no unbiased variance
+            return self._written_out(x)
+        return ops.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, self.training, self.momentum, self.eps
+        )
+
+    def _written_out(self, x):
         shape = (1, -1) + (1,) * (x.ndim - 2)
-        axes = (0,) + tuple(range(2, x.ndim))
-        if self.training:
-            mean = x.mean(axes)
-            var = ((x - mean.reshape(shape)) ** 2).mean(axes)
-            n = x.size // x.shape[1]
-            m = self.momentum
-            ops.assign(self.running_mean, (1 - m) * self.running_mean + m * mean)
-            ops.assign(self.running_var, (1 - m) * self.running_var + m * var * (n / max(n - 1, 1)))
-        else:
-            mean, var = self.running_mean, self.running_var
+        mean = x.mean((0,) + tuple(range(2, x.ndim)))
+        var = ((x - mean.reshape(shape)) ** 2).mean((0,) + tuple(range(2, x.ndim)))
+        m = self.momentum
+        ops.assign(self.running_mean, (1 - m) * self.running_mean + m * mean)
+        ops.assign(self.running_var, (1 - m) * self.running_var)  # n - 1 = 0: the core adds 0 * var
         y = (x - mean.reshape(shape)) / ops.sqrt(var.reshape(shape) + self.eps)
         return y * self.weight.reshape(shape) + self.bias.reshape(shape)
 
@@ -126,6 +131,34 @@ class Concat(nn.Cell):
         return ops.cat(xs, self.axis)
 
 
+class UnfoldConv2d(nn.Cell):
+    """A convolution as patches (``ops.unfold``) fed to a 1 x 1, stride-1 convolution, with
+    ``nn.Conv2d``'s parameter names and layout. MindSpore 2.10's CPU kernel hands oneDNN a fixed
+    NCHW layout, for which oneDNN runs every convolution but a 1 x 1, stride-1 one (a matmul)
+    on its reference kernel: a 3 x 3, 64-channel convolution of 8 x 64 x 56 x 56 with its
+    gradients took 2.6 s, against 76 ms this way (``benchmarks/mindspore_cpu_layers.py``)."""
+
+    def __init__(self, channels: int, layer: S.Conv2D) -> None:
+        super().__init__()
+        k = layer.kernel_size
+        self.k, self.stride, self.padding, self.filters = k, layer.stride, layer.padding, layer.filters
+        self.weight = Parameter(_zeros(layer.filters, channels, k, k), name="weight")
+        self.has_bias = layer.bias
+        if layer.bias:
+            self.bias = Parameter(_zeros(layer.filters), name="bias")
+
+    def construct(self, x):
+        n, _, h, w = x.shape
+        oh = (h + 2 * self.padding - self.k) // self.stride + 1
+        ow = (w + 2 * self.padding - self.k) // self.stride + 1
+        patches = ops.unfold(x, self.k, padding=self.padding, stride=self.stride)  # (n, c*k*k, oh*ow)
+        kernel = self.weight.reshape(self.filters, -1, 1, 1)  # (out, c*k*k): unfold's order
+        y = ops.conv2d(patches.reshape(n, -1, oh, ow), kernel)
+        if self.has_bias:
+            y = y + self.bias.reshape(1, -1, 1, 1)
+        return y
+
+
 def _layernorm(dim: int, eps: float) -> nn.LayerNorm:
     return nn.LayerNorm((dim,), begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
 
@@ -144,9 +177,11 @@ class TransformerBlock(nn.Cell):
         return x + self.drop(self.fc2(self.gelu(self.fc1(self.ln2(x)))))
 
 
-def _cell(layer: S.Layer, shape: tuple[int, ...]) -> nn.Cell:
+def _cell(layer: S.Layer, shape: tuple[int, ...], unfold: bool) -> nn.Cell:
     if isinstance(layer, S.Dense):
         return nn.Dense(shape[-1], layer.units, has_bias=layer.bias)
+    if isinstance(layer, S.Conv2D) and unfold and (layer.kernel_size, layer.stride, layer.padding) != (1, 1, 0):
+        return UnfoldConv2d(shape[0], layer)
     if isinstance(layer, S.Conv2D):
         return nn.Conv2d(
             shape[0],
@@ -194,9 +229,9 @@ class Graph(nn.Cell):
     of slots; a slot is reused once the last node reading its output has run, so eager runs
     drop each output after its last reader and compiled ones see a fixed-length list."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, unfold: bool) -> None:
         super().__init__()
-        self.nodes = nn.CellList([_cell(l, spec.input_shape_of(i)) for i, l in enumerate(spec.layers)])
+        self.nodes = nn.CellList([_cell(l, spec.input_shape_of(i), unfold) for i, l in enumerate(spec.layers)])
         self.merges = tuple(l.merge for l in spec.layers)
         slot_of, free, reads, writes = {-1: 0}, [], [], []
         for i, (row, done) in enumerate(zip(spec.sources, spec.frees, strict=True)):
@@ -214,10 +249,12 @@ class Graph(nn.Cell):
         return outs[self.out]
 
 
-def build(spec: ModelSpec) -> nn.Cell:
+def build(spec: ModelSpec, unfold: bool = False) -> nn.Cell:
+    """The network of ``spec``; ``unfold`` (the CPU target): every convolution but a 1 x 1,
+    stride-1, unpadded one as an :class:`UnfoldConv2d`."""
     if spec.is_graph:
-        return Graph(spec)
-    return nn.SequentialCell([_cell(l, spec.shapes[i]) for i, l in enumerate(spec.layers)])
+        return Graph(spec, unfold)
+    return nn.SequentialCell([_cell(l, spec.shapes[i], unfold) for i, l in enumerate(spec.layers)])
 
 
 def canonical_names(net: nn.Cell, spec: ModelSpec) -> dict[str, tuple[Parameter, bool]]:

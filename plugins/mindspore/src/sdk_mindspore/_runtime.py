@@ -89,7 +89,7 @@ class MsModel:
         self.spec = request.spec
         if request.spec.is_graph:  # the jit step unrolls the nodes and the optimizer's weights
             _deepen(25 * len(request.spec.layers))  # ResNet-50 (174 nodes) compiles at 1,800
-        self.net = build_cells(request.spec)
+        self.net = build_cells(request.spec, unfold=TARGETS[request.device.kind] == "CPU")
         self.params = canonical_names(self.net, request.spec)
         self.tokens = request.spec.input_dtype == "int64"
 
