@@ -3,7 +3,7 @@
 ``data_parallel``. On a 2-core machine two processes share the cores that one process's
 intra-op threads already used: expect no speed-up there; the figure shows the overhead.
 
-    python benchmarks/data_parallel.py [--model lenet5] [--epochs 3]
+    python benchmarks/data_parallel.py [--model lenet5] [--epochs 3] [--frameworks torch,jax]
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lenet5")
     parser.add_argument("--epochs", default="3")
+    parser.add_argument("--frameworks", help="comma-separated names (default: every one that declares data_parallel)")
     args = parser.parse_args()
     frameworks = [f for f in sdk_core.get_manager().frameworks().values() if "data_parallel" in f.capabilities]
+    if args.frameworks:
+        frameworks = [f for f in frameworks if f.name in args.frameworks.split(",")]
     print("framework   processes  samples/s (epochs after the first)  final loss")
     for fw in frameworks:
         train = ["train", "--framework", fw.name, "--model", args.model, "--epochs", args.epochs]
