@@ -34,32 +34,29 @@ def _target() -> None:
     Stack("mindspore").build(zoo.mlp())  # the plugin's CPU settings
 
 
-class _Elementwise:
+def _elementwise_batchnorm(channels: int):
     """Batch norm (with the core's running statistics) written out in elementwise operations:
     how the plugin computed it before it used MindSpore's kernel."""
+    from mindspore import Parameter, Tensor, nn, ops
 
-    @staticmethod
-    def cell(channels: int):
-        from mindspore import Parameter, Tensor, nn, ops
+    class Written(nn.Cell):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = Parameter(Tensor(np.ones(channels, np.float32)), name="weight")
+            self.bias = Parameter(Tensor(np.zeros(channels, np.float32)), name="bias")
+            self.mean = Parameter(Tensor(np.zeros(channels, np.float32)), name="mean", requires_grad=False)
+            self.var = Parameter(Tensor(np.ones(channels, np.float32)), name="var", requires_grad=False)
 
-        class Written(nn.Cell):
-            def __init__(self) -> None:
-                super().__init__()
-                self.weight = Parameter(Tensor(np.ones(channels, np.float32)), name="weight")
-                self.bias = Parameter(Tensor(np.zeros(channels, np.float32)), name="bias")
-                self.mean = Parameter(Tensor(np.zeros(channels, np.float32)), name="mean", requires_grad=False)
-                self.var = Parameter(Tensor(np.ones(channels, np.float32)), name="var", requires_grad=False)
+        def construct(self, x):
+            shape, n = (1, -1, 1, 1), x.size // x.shape[1]
+            mean = x.mean((0, 2, 3))
+            var = ((x - mean.reshape(shape)) ** 2).mean((0, 2, 3))
+            ops.assign(self.mean, 0.9 * self.mean + 0.1 * mean)
+            ops.assign(self.var, 0.9 * self.var + 0.1 * var * (n / (n - 1)))
+            y = (x - mean.reshape(shape)) / ops.sqrt(var.reshape(shape) + 1e-5)
+            return y * self.weight.reshape(shape) + self.bias.reshape(shape)
 
-            def construct(self, x):
-                shape, n = (1, -1, 1, 1), x.size // x.shape[1]
-                mean = x.mean((0, 2, 3))
-                var = ((x - mean.reshape(shape)) ** 2).mean((0, 2, 3))
-                ops.assign(self.mean, 0.9 * self.mean + 0.1 * mean)
-                ops.assign(self.var, 0.9 * self.var + 0.1 * var * (n / (n - 1)))
-                y = (x - mean.reshape(shape)) / ops.sqrt(var.reshape(shape) + 1e-5)
-                return y * self.weight.reshape(shape) + self.bias.reshape(shape)
-
-        return Written()
+    return Written()
 
 
 def _cell(case: str, side: str):
@@ -72,12 +69,12 @@ def _cell(case: str, side: str):
     if layer[0] == "conv":
         _, filters, k, stride, padding = layer
         if side == "plugin":
-            return UnfoldConv2d(shape[0], S.Conv2D(filters, k, stride=stride, padding=padding, bias=False))
+            return UnfoldConv2d(shape, S.Conv2D(filters, k, stride=stride, padding=padding, bias=False))
         return nn.Conv2d(shape[0], filters, k, stride, pad_mode="pad", padding=padding, has_bias=False)
     if side == "plugin":
         return BatchNorm(shape[0], S.BatchNorm())
     if side == "elementwise":
-        return _Elementwise.cell(shape[0])
+        return _elementwise_batchnorm(shape[0])
     return nn.BatchNorm2d(shape[0], momentum=0.9, use_batch_statistics=True)
 
 

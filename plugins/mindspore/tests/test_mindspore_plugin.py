@@ -87,7 +87,7 @@ def test_unfolded_convolution_matches_mindspore_conv2d(kernel, stride, padding):
 
     Stack("mindspore").build(zoo.mlp())  # the plugin's CPU target
     rng = np.random.default_rng(kernel + 10 * stride)
-    ours = UnfoldConv2d(3, S.Conv2D(4, kernel, stride=stride, padding=padding))
+    ours = UnfoldConv2d((3, 9, 11), S.Conv2D(4, kernel, stride=stride, padding=padding))
     theirs = nn.Conv2d(3, 4, kernel, stride, pad_mode="pad", padding=padding, has_bias=True)
     for name in ("weight", "bias"):
         value = Tensor(rng.normal(size=getattr(theirs, name).shape).astype(np.float32))

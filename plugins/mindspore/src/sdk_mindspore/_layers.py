@@ -138,22 +138,20 @@ class UnfoldConv2d(nn.Cell):
     on its reference kernel: a 3 x 3, 64-channel convolution of 8 x 64 x 56 x 56 with its
     gradients took 2.6 s, against 76 ms this way (``benchmarks/mindspore_cpu_layers.py``)."""
 
-    def __init__(self, channels: int, layer: S.Conv2D) -> None:
+    def __init__(self, shape: tuple[int, ...], layer: S.Conv2D) -> None:
         super().__init__()
         k = layer.kernel_size
         self.k, self.stride, self.padding, self.filters = k, layer.stride, layer.padding, layer.filters
-        self.weight = Parameter(_zeros(layer.filters, channels, k, k), name="weight")
+        self.out_hw = layer.output_shape(shape)[1:]
+        self.weight = Parameter(_zeros(layer.filters, shape[0], k, k), name="weight")
         self.has_bias = layer.bias
         if layer.bias:
             self.bias = Parameter(_zeros(layer.filters), name="bias")
 
     def construct(self, x):
-        n, _, h, w = x.shape
-        oh = (h + 2 * self.padding - self.k) // self.stride + 1
-        ow = (w + 2 * self.padding - self.k) // self.stride + 1
         patches = ops.unfold(x, self.k, padding=self.padding, stride=self.stride)  # (n, c*k*k, oh*ow)
         kernel = self.weight.reshape(self.filters, -1, 1, 1)  # (out, c*k*k): unfold's order
-        y = ops.conv2d(patches.reshape(n, -1, oh, ow), kernel)
+        y = ops.conv2d(patches.reshape(x.shape[0], -1, *self.out_hw), kernel)
         if self.has_bias:
             y = y + self.bias.reshape(1, -1, 1, 1)
         return y
@@ -181,7 +179,7 @@ def _cell(layer: S.Layer, shape: tuple[int, ...], unfold: bool) -> nn.Cell:
     if isinstance(layer, S.Dense):
         return nn.Dense(shape[-1], layer.units, has_bias=layer.bias)
     if isinstance(layer, S.Conv2D) and unfold and (layer.kernel_size, layer.stride, layer.padding) != (1, 1, 0):
-        return UnfoldConv2d(shape[0], layer)
+        return UnfoldConv2d(shape, layer)
     if isinstance(layer, S.Conv2D):
         return nn.Conv2d(
             shape[0],
