@@ -28,10 +28,11 @@ CASES = {
 }
 
 
-def _target() -> None:
+def _target():
+    """Build a stack first, for the plugin's CPU settings; its device."""
     from sdk_core import Stack, zoo
 
-    Stack("mindspore").build(zoo.mlp())  # the plugin's CPU settings
+    return Stack("mindspore").build(zoo.mlp()).device
 
 
 def _elementwise_batchnorm(channels: int):
@@ -79,7 +80,7 @@ def _cell(case: str, side: str):
 
 
 def _call(case: str, side: str, batch: int):
-    """The jit-compiled forward and gradients of ``side``'s cell, and its input."""
+    """A call of the jit-compiled forward and gradients of ``side``'s cell on a fixed batch."""
     import mindspore as ms
     from mindspore import Tensor
 
@@ -99,19 +100,17 @@ def _call(case: str, side: str, batch: int):
     return run
 
 
-def _peak_kb() -> int:
-    with open("/proc/self/status") as status:
-        return int(next(line for line in status if line.startswith("VmHWM:")).split()[1])
-
-
 def child(case: str, side: str, batch: int) -> None:
-    """Print the peak memory (MiB) one compiled call of ``side``'s cell adds to a process."""
-    _target()
+    """Print the peak memory (MiB) that compiling ``side``'s call and running it twice add to
+    a process, as the cpu plugin reads it (peak RSS)."""
+    from sdk_core import get_manager
+
+    device, manager = _target(), get_manager()
     run = _call(case, side, batch)
-    before = _peak_kb()
+    before = manager.read_memory(device).peak
     run()
     run()
-    print(json.dumps((_peak_kb() - before) / 1024))
+    print(json.dumps((manager.read_memory(device).peak - before) / 2**20))
 
 
 def _memory(case: str, side: str, batch: int) -> float:

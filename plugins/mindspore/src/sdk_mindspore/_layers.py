@@ -42,9 +42,9 @@ class BatchNorm(nn.Cell):
         )
 
     def _written_out(self, x):
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        mean = x.mean((0,) + tuple(range(2, x.ndim)))
-        var = ((x - mean.reshape(shape)) ** 2).mean((0,) + tuple(range(2, x.ndim)))
+        shape, axes = (1, -1) + (1,) * (x.ndim - 2), (0,) + tuple(range(2, x.ndim))
+        mean = x.mean(axes)
+        var = ((x - mean.reshape(shape)) ** 2).mean(axes)
         m = self.momentum
         ops.assign(self.running_mean, (1 - m) * self.running_mean + m * mean)
         ops.assign(self.running_var, (1 - m) * self.running_var)  # n - 1 = 0: the core adds 0 * var
