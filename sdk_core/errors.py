@@ -5,14 +5,19 @@ from __future__ import annotations
 import re
 
 MAX_MESSAGE = 300
-OOM_MARKERS = (
-    "out of memory",
-    "outofmemory",
-    "resource_exhausted",
-    "resourceexhausted",
+"""The longest error message, in characters: an echoed value never floods a terminal or a log."""
+OOM_MARKERS = (  # every framework's allocation failure, by type name or message
+    "out of memory",  # JAX / XLA, CUDA
+    "outofmemory",  # torch.OutOfMemoryError
+    "resource_exhausted",  # JAX's JaxRuntimeError
+    "resourceexhausted",  # TensorFlow's ResourceExhaustedError
     "resource exhausted",
-    "oom when allocating",
+    "oom when allocating",  # TensorFlow
+    "can't allocate memory",  # torch on the cpu: "DefaultCPUAllocator: can't allocate memory"
+    "allocate memory failed",  # MindSpore
+    "malloc memory failed",  # MindSpore's memory pool
 )
+_DTYPE_BYTES = {"float": 4, "double": 8, "half": 2, "bfloat16": 2, "int32": 4, "int64": 8, "int8": 1, "uint8": 1}
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -85,14 +90,28 @@ def is_out_of_memory(exc: BaseException | None) -> bool:
     return False
 
 
-_ASKED = r"(?:tried to allocate|trying to allocate|when allocating|allocating)\s+([\d.,]+\s*[kmgt]?i?b(?:ytes)?)"
+_ASKED = (
+    r"(?:tried to allocate|trying to allocate|when allocating|allocating|unable to allocate)"
+    r"\s+([\d.,]+\s*[kmgt]?i?b(?:ytes)?)"
+)
+_TENSOR = r"tensor with shape\s*\[([\d,\s]*)\] and type (\w+)"
 
 
 def requested_memory(exc: BaseException) -> str | None:
     """How much an out-of-memory error says was asked for ("Tried to allocate 2.00 GiB",
-    "allocating 1024 bytes"), if it says."""
+    "allocating 1024 bytes", NumPy's "Unable to allocate 2.38 GiB", TensorFlow's "tensor with
+    shape[64,1000] and type float"), if it says."""
     found = re.search(_ASKED, str(exc), re.I)
-    return found[1] if found else None
+    if found:
+        return re.sub(r"\.(?=\s)", "", found[1])  # NumPy writes "610. MiB"
+    tensor = re.search(_TENSOR, str(exc))
+    if tensor and tensor[2] in _DTYPE_BYTES:
+        dims = [int(d) for d in tensor[1].split(",") if d.strip()]
+        count = 1
+        for d in dims:
+            count *= d
+        return f"{count * _DTYPE_BYTES[tensor[2]]} bytes"
+    return None
 
 
 class SdkWarning(UserWarning):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from sdk_core import save_weights, zoo
 
@@ -51,6 +52,14 @@ def test_missing_and_corrupt_weights(tmp_path):
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"garbage" * 10)
     one_line_error(sdk("predict", "--weights", str(corrupt)), "not a valid safetensors file")
+
+
+@pytest.mark.needs_framework("onnxruntime")
+def test_training_an_inference_only_framework_is_refused_before_it_is_announced():
+    for command in (("train", "--model", "mlp"), ("tune", "--model", "mlp", "--what", "lr", "--range-steps", "3")):
+        result = sdk(*command, "--epochs", "1", "--framework", "onnxruntime")
+        one_line_error(result, "onnxruntime runs inference only")
+        assert "training" not in result.stdout + result.stderr and "tuned" not in result.stdout, result.stderr
 
 
 def test_argument_errors_exit_1_with_one_line():

@@ -76,19 +76,36 @@ def test_batch_size_finder_confirms_by_trial_within_a_budget():
     used = stack.manager.read_memory(stack.device).used
     before = stack.get_weights()
     found = find_batch_size(stack, memory_budget=used + 64 * 2**20, max_batch=4096)
+    assert (found.limit, found.limit_bytes) == ("memory budget", used + 64 * 2**20)  # a budget given wins
     assert 1 <= found.largest <= 4096 and 1 <= found.best <= found.largest and found.healthy
     fits = {t.batch_size: t.fits for t in found.trials}
     assert fits[found.largest]
     assert all(b <= found.largest for b, ok in fits.items() if ok)
     assert found.estimated >= 1 and found.estimate_error is not None
     np.testing.assert_array_equal(stack.get_weights()["0.weight"], before["0.weight"])
-    with pytest.raises(SdkError, match="on the cpu give a memory budget"):
-        find_batch_size(stack)
     with pytest.raises(SdkError, match="'memory_budget' must be a positive number"):
         find_batch_size(stack, memory_budget=0)
     empty = Stack("numpy").build(sdk_core.ModelSpec((4,), [sdk_core.ReLU()]))
     with pytest.raises(SdkError, match="no trainable parameters"):
         find_batch_size(empty, memory_budget=2**30)
+
+
+def test_sdk_tune_batch_size_on_the_cpu_defaults_to_half_the_available_memory(tmp_path):
+    """A first `sdk tune --what batch-size` needs no --memory-budget: it takes a stated share
+    of the memory the cpu plugin says is available, and says so."""
+    model, points = tmp_path / "small.json", tmp_path / "points.npz"
+    model.write_text(SPEC.to_json())
+    x, y, xt, yt = data()
+    np.savez(points, x_train=x, y_train=y, x_test=xt, y_test=yt)
+    available = sdk_core.get_manager().device("cpu").memory_free
+    args = ["tune", "--framework", "numpy", "--model", str(model), "--data", str(points), "--what", "batch-size"]
+    out = subprocess.run(SDK + [*args, "--epochs", "1"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    said = [line for line in out.stderr.splitlines() if line.startswith("memory budget: ")]
+    assert len(said) == 1 and said[0].startswith("memory budget: 50 % of the "), out.stderr
+    assert said[0].endswith("GiB (--memory-budget to change)") and " available = " in said[0], said
+    assert abs(float(said[0].split("of the ")[1].split()[0].replace(",", "")) - available / 2**30) < 1, said
+    assert "fit in the memory budget of " in out.stdout and "GiB, 50 % of the " in out.stdout, out.stdout
 
 
 def test_optimizers_are_compared_on_the_same_budget():
@@ -149,7 +166,6 @@ def test_sdk_tune_reports_the_best_settings_and_refuses_bad_input(tmp_path):
     for argv, message in (
         (["--what", "lr,nope"], "unknown part 'nope'"),
         (["--what", "search", "--budget", "0"], "must be a positive number of seconds"),
-        (["--what", "batch-size"], "on the cpu give a memory budget"),
         (["--what", "batch-size", "--memory-budget", "lots"], "must be a positive size such as 4GiB"),
         (["--model", str(spec)], "has no trainable parameters"),
     ):

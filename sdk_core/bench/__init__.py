@@ -9,6 +9,7 @@ or every usable (framework, device) pair; :mod:`sdk_core.bench.run` documents th
 
 from __future__ import annotations
 
+from .._deprecated import module_getattr
 from .measure import BATCH_SIZES, is_out_of_memory, run, select_stacks
 from .results import (
     RECOMMEND_SHARE,
@@ -45,3 +46,6 @@ __all__ = [
     "run",
     "select_stacks",
 ]
+
+# 0.1's add_command and cmd_bench (the `sdk bench` command) now live in sdk_core.cli.bench
+__getattr__ = module_getattr(__name__)[0]

@@ -43,11 +43,13 @@ from typing import Any
 
 import numpy as np
 
+from .._deprecated import module_getattr
 from ..errors import NotAvailableError, SdkError, is_out_of_memory
 from ..model.data import make_batch
 from ..model.estimate import forward_flops, training_flops
 from ..model.optim import Optimizer, check_loss
 from ..model.spec import ModelSpec
+from ..model.weights import NONFINITE_HINT, check_finite
 from ..plugins.manager import PluginManager, get_manager
 from ..plugins.records import DTYPES, DeviceInfo, FrameworkInfo, MemoryReading
 from ..runtime.select import usable_stacks
@@ -221,7 +223,7 @@ def _bench_stack(
         stack = Stack(framework.name, device.id, manager=manager)
         stack.build(spec, seed=settings["seed"], dtype=dtype)
         if settings["weights"] is not None:
-            stack.set_weights(settings["weights"])
+            stack.set_weights(settings["weights"], allow_nonfinite=settings["allow_nonfinite"])
         step = stack.train_step(loss, settings["optimizer"]) if framework.trains else None
     except Exception as exc:
         status = "out of memory" if is_out_of_memory(exc) else "error"
@@ -388,6 +390,7 @@ def run(
     manager: PluginManager | None = None,
     progress: Callable[[str], None] | None = None,
     weights: Mapping[str, np.ndarray] | None = None,
+    allow_nonfinite: bool = False,
     evaluation: tuple[Any, Any] | None = None,
     calibration: Any = None,
     int8: bool = True,
@@ -398,7 +401,8 @@ def run(
     ``steps`` calls per repeat (``None``: enough for ``min_time`` seconds), ``warmup`` untimed
     calls first, ``repeats`` timed repeats. ``progress`` receives one line per batch size.
 
-    Every stack runs ``weights`` (canonical; default: the spec's initial weights). With
+    Every stack runs ``weights`` (canonical; default: the spec's initial weights; refused
+    when they are stored as integers, or hold NaN or infinity unless ``allow_nonfinite``). With
     ``evaluation`` (inputs, labels) each result holds its accuracy there. A framework with the
     ``int8`` capability (onnxruntime) is measured a second time as an int8 model quantized
     from ``calibration`` inputs (default: 256 random inputs), unless ``int8`` is false:
@@ -423,11 +427,14 @@ def run(
                 )
             pairs.append((info, device))
     if weights is not None:
-        spec.check_weights(dict(weights))
+        spec.check_weights(dict(weights), dtype=dtype)
+        if not allow_nonfinite:
+            check_finite(weights, "weights", NONFINITE_HINT)
     if calibration is None:
         calibration = make_batch(spec, loss, 256, dtype, seed)[0]
     settings = dict(
         weights=weights,
+        allow_nonfinite=allow_nonfinite,
         evaluation=evaluation,
         calibration=calibration,
         int8=int8,
@@ -467,3 +474,7 @@ def run(
             "system": platform.system(),
         },
     )
+
+
+# OOM_MARKERS lived here in 0.2.0: see sdk_core.errors
+__getattr__ = module_getattr(__name__)[0]

@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from ..errors import SdkError, SdkWarning
+from ..errors import DeviceOutOfMemory, SdkError, SdkWarning, is_out_of_memory, one_line, requested_memory
 from ..plugins.manager import get_manager
 from .common import Parser
 
@@ -65,3 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # `sdk plugins --json | head`: the reader left; nothing to say
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 141
+        except Exception as exc:  # memory that ran out outside a Stack (reading the data, ...)
+            if not is_out_of_memory(exc):
+                raise
+            error = DeviceOutOfMemory("the host", "running", requested_memory(exc), one_line(f"{exc!r}", 120))
+            print(f"sdk: error: {error}", file=sys.stderr)
+            return 1

@@ -48,8 +48,11 @@ def bench(args: argparse.Namespace) -> int:
     weights = evaluation = calibration = None
     if args.weights:
         from ..export.writer import read_model
+        from ..model.weights import NONFINITE_HINT, check_finite
 
         spec, weights, _ = read_model(args.weights)
+        if not args.allow_nonfinite:  # here, to name the file
+            check_finite(weights, f"weights in '{args.weights}'", NONFINITE_HINT)
         evaluation, calibration = _digits(spec, args.seed)
     else:
         spec = zoo.resolve(args.model)
@@ -76,6 +79,7 @@ def bench(args: argparse.Namespace) -> int:
         manager=manager,
         progress=None if args.json else progress,
         weights=weights,
+        allow_nonfinite=args.allow_nonfinite,
         evaluation=evaluation,
         calibration=calibration,
         int8=not args.no_int8,
@@ -107,6 +111,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "--weights",
         default=None,
         help="run this saved model (.safetensors or .sdkz) instead of --model; reports its digits accuracy per stack",
+    )
+    p.add_argument(
+        "--allow-nonfinite", action="store_true", help="load weights that hold NaN or infinity (refused by default)"
     )
     p.add_argument("--no-int8", action="store_true", help="skip the int8 model of frameworks that make one")
     p.add_argument("--framework", default="all", help="framework names (comma-separated), or all (default)")

@@ -47,7 +47,7 @@ def compress(args: argparse.Namespace) -> int:
     amount = schedule.final if schedule else args.prune
     share: Any = False if args.no_share or args.quantize else (parse_bits(args.share_bits) if args.share_bits else None)
     spec = load_spec(args.weights)
-    stack = stack_from(args, spec).load(args.weights)
+    stack = stack_from(args, spec).load(args.weights, allow_nonfinite=args.allow_nonfinite)
     data = digits_for(spec, args.seed)
     log = None if args.json else (lambda text: print(text, file=sys.stderr))
     report = run(
@@ -115,6 +115,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = add_command(sub, "compress", compress, "prune, weight-share or quantize a model into a .sdkz file")
     add_stack_options(p)
     p.add_argument("--weights", required=True, help="a trained .safetensors (or .sdkz) file")
+    p.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help="load weights that hold NaN or infinity (refused by default; the compressed file cannot hold them)",
+    )
     p.add_argument("--out", required=True, help="the compressed .sdkz file to write")
     p.add_argument(
         "--prune", type=ratio, default=DEFAULT_PRUNE, help=f"share of weights pruned (default {DEFAULT_PRUNE})"

@@ -29,7 +29,14 @@ def plugins(args: argparse.Namespace) -> int:
         )
         rows.append((p.name, p.dist, role, p.status, detail))
         data.append({**p.to_dict(), "role": role, "framework": fw.to_dict() if fw else None})
-    return emit(args, data, table(rows, ("plugin", "distribution", "provides", "status", "detail")))
+    text = "\n".join([table(rows, ("plugin", "distribution", "provides", "status", "detail")), *deprecated(m)])
+    return emit(args, data, text)
+
+
+def deprecated(m: Any) -> list[str]:
+    """One line per deprecated spelling a plugin used, for ``sdk plugins`` and ``sdk doctor``
+    only: the other commands stay quiet about them."""
+    return [f"deprecated: plugin '{p.name}' ({p.dist}): {d}" for p in m.plugins() for d in p.deprecations]
 
 
 def devices(args: argparse.Namespace) -> int:
@@ -127,7 +134,7 @@ def doctor(args: argparse.Namespace) -> int:
         f"devices: {', '.join(data['devices']) or 'none'}",
         f"stacks: {', '.join(data['stacks']) or 'none'}",
     ]
-    lines += [f"problem: {p}" for p in problems] + [f"advice: {a}" for a in advice]
+    lines += [f"problem: {p}" for p in problems] + [f"advice: {a}" for a in advice] + deprecated(m)
     if not problems and not advice:
         lines.append("all good")
     return emit(args, data, "\n".join(lines))

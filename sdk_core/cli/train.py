@@ -26,7 +26,9 @@ def train(args: argparse.Namespace) -> int:
 
     world = from_environ()  # under sdk launch, torchrun or srun: one of several workers
     spec = zoo.resolve(args.model, args.image_size)
-    stack = stack_from(args, spec).build(spec, seed=args.seed)
+    stack = stack_from(args, spec)
+    stack.refuse_training()  # an inference-only framework: before anything is built or announced
+    stack.build(spec, seed=args.seed)
     x_train, y_train, x_test, y_test = data_for(spec, args.data, args.seed)
     schedule = None
     if args.schedule == "cosine":  # decay over every update of the run
@@ -91,7 +93,7 @@ def predict(args: argparse.Namespace) -> int:
     if args.output:  # before any work, and never onto a file this command reads
         check_output(args.output, reads=[args.weights, args.input], what="output")
     spec = load_spec(args.weights)
-    stack = stack_from(args, spec, task="infer").load(args.weights)
+    stack = stack_from(args, spec, task="infer").load(args.weights, allow_nonfinite=args.allow_nonfinite)
     labels = None
     if args.input:
         x = read_npy(args.input, max_bytes=stack.device.memory_total, what="input")
@@ -180,5 +182,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     add_stack_options(p)
     p.add_argument("--weights", required=True, help="a .safetensors file saved by sdk, or a compressed .sdkz file")
     p.add_argument("--input", default=None, help=".npy inputs (default: the --data test split)")
+    p.add_argument(
+        "--allow-nonfinite", action="store_true", help="load weights that hold NaN or infinity (refused by default)"
+    )
     _data_option(p)
     p.add_argument("--output", default=None, help="save outputs to this .npy file")

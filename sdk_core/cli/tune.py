@@ -78,6 +78,7 @@ def tune(args: argparse.Namespace) -> int:
     if spec.param_count() == 0:
         raise SdkError(f"model '{args.model}' has no trainable parameters: there is nothing to tune")
     chosen = stack_from(args, spec)
+    chosen.refuse_training()  # every part trains: refuse an inference-only framework first
     framework, device = chosen.framework.name, chosen.device.id
     data = data_for(spec, args.data, args.seed)
 

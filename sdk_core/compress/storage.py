@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import SdkError
 from ..model import sdkz
+from ..model.weights import check_finite
 from ..plugins.manager import PluginManager
 from ..runtime.stack import Stack
 from .quantize import Quantized
@@ -66,9 +67,7 @@ def save_compressed(
     if codebooks and quantized is not None:
         raise SdkError("a tensor is either weight-shared or int8-quantized: pass codebooks or quantized, not both")
     weights = stack.get_weights()
-    for name, value in weights.items():
-        if not np.isfinite(value).all():
-            raise SdkError(f"refusing to save '{path}': weight '{name}' holds NaN or infinity")
+    check_finite(weights, f"refusing to save '{path}'")
     masks, books = stack.masks or {}, dict(codebooks or {})
     tensors, bits = {}, {}
     for name, value in weights.items():

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import SdkError, SpecError
 from ..model import spec as S
+from ..model.weights import check_finite
 from ..version import __version__
 
 if TYPE_CHECKING:
@@ -235,9 +236,7 @@ def to_onnx(
         raise SdkError(f"'spec' must be a ModelSpec (got {type(spec).__name__})")
     spec.check_weights(dict(weights), what="weights")
     arrays = {name: np.asarray(value, dtype=np.float32) for name, value in weights.items()}
-    for name, value in arrays.items():
-        if not np.isfinite(value).all():
-            raise SdkError(f"weight '{name}' holds NaN or infinity: it is not exported")
+    check_finite(arrays, "weights", "; it is not exported")
     graph = Graph(opset)
     emit = _Emitter(graph, arrays)
     values = {-1: "x"}  # node index -> its output's value name

@@ -152,14 +152,22 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def check_input(path: PathLike, what: str = "input") -> Path:
-    """An existing, readable regular file, or one clear error saying what is wrong."""
+    """An existing, readable regular file, or one clear error saying what is wrong.
+
+    Every reader of a user's file calls this first: the type comes from ``os.stat``, before
+    anything opens the path, so a FIFO (whose ``open`` waits for a writer), a device or a
+    socket is refused at once instead of hanging or being read without end."""
     source = Path(path)
-    if not source.exists():
-        raise FileError(f"{what} file '{source}' does not exist")
-    if source.is_dir():
+    try:
+        mode = os.stat(source).st_mode
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise FileError(f"{what} file '{source}' does not exist") from None
+        raise FileError(f"{what} file '{source}': {_why(exc)}") from None
+    if stat.S_ISDIR(mode):
         raise FileError(f"{what} file '{source}' is a directory")
-    if not source.is_file():
-        raise FileError(f"{what} file '{source}' is not a regular file")
+    if not stat.S_ISREG(mode):
+        raise FileError(f"{what} file '{source}' is not a regular file (a FIFO, device or socket)")
     if not os.access(source, os.R_OK):
         raise FileError(f"{what} file '{source}': permission denied")
     return source

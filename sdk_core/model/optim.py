@@ -72,12 +72,24 @@ def _choice(options: tuple[str, ...]) -> Validator:
     return check
 
 
-def _number(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False) -> Validator:
+def _finite(value: Any) -> bool:
+    """A real number (not a bool) that a float holds finitely: NaN, infinity and ints too large
+    for a float (``10**400``) are not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def number(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False) -> Validator:
+    """An attrs validator: a finite number from ``low`` to ``high`` (each bound included unless
+    ``*_open``); the message reads "'field' must be a finite number > 0.0 and <= 0.1 (got 2)"."""
+
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         ok = (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and math.isfinite(value)
+            _finite(value)
             and (value > low if low_open else value >= low)
             and (value < high if high_open else value <= high)
         )
@@ -116,9 +128,9 @@ class Schedule:
     kind: str = attrs.field(default="constant", validator=_choice(SCHEDULES))
     warmup_steps: int = attrs.field(default=0, validator=_steps)
     step_size: int = attrs.field(default=1, validator=_steps)
-    gamma: float = attrs.field(default=0.1, validator=_number(0.0, 1e6, low_open=True))
+    gamma: float = attrs.field(default=0.1, validator=number(0.0, 1e6, low_open=True))
     total_steps: int = attrs.field(default=0, validator=_steps)
-    min_lr: float = attrs.field(default=0.0, validator=_number(0.0))
+    min_lr: float = attrs.field(default=0.0, validator=number(0.0))
 
     def __attrs_post_init__(self) -> None:
         if self.kind == "step" and self.step_size < 1:
@@ -176,14 +188,14 @@ class Optimizer:
     """An optimizer by name with its hyper-parameters; ``eps=None`` takes the name's default."""
 
     name: str = attrs.field(default="adam", validator=_choice(OPTIMIZERS))
-    lr: float = attrs.field(default=1e-3, validator=_number(0.0, low_open=True))
-    momentum: float = attrs.field(default=0.0, validator=_number(0.0, 1.0, high_open=True))
+    lr: float = attrs.field(default=1e-3, validator=number(0.0, low_open=True))
+    momentum: float = attrs.field(default=0.0, validator=number(0.0, 1.0, high_open=True))
     nesterov: bool = attrs.field(default=False, validator=_flag)
-    beta1: float = attrs.field(default=0.9, validator=_number(0.0, 1.0, high_open=True))
-    beta2: float = attrs.field(default=0.999, validator=_number(0.0, 1.0, low_open=True, high_open=True))
-    rho: float = attrs.field(default=0.99, validator=_number(0.0, 1.0, low_open=True, high_open=True))
-    eps: float | None = attrs.field(default=None, validator=attrs.validators.optional(_number(0.0)))
-    weight_decay: float = attrs.field(default=0.0, validator=_number(0.0))
+    beta1: float = attrs.field(default=0.9, validator=number(0.0, 1.0, high_open=True))
+    beta2: float = attrs.field(default=0.999, validator=number(0.0, 1.0, low_open=True, high_open=True))
+    rho: float = attrs.field(default=0.99, validator=number(0.0, 1.0, low_open=True, high_open=True))
+    eps: float | None = attrs.field(default=None, validator=attrs.validators.optional(number(0.0)))
+    weight_decay: float = attrs.field(default=0.0, validator=number(0.0))
     schedule: Schedule = attrs.field(factory=Schedule, converter=_schedule)
 
     def __attrs_post_init__(self) -> None:
@@ -216,6 +228,7 @@ STATE_SLOTS = {
     "adam": ("exp_avg", "exp_avg_sq"),  # m, v
     "adamw": ("exp_avg", "exp_avg_sq"),
 }
+"""The canonical names of each optimizer's per-weight state (torch's ``state_dict`` names)."""
 
 
 def state_slots(optimizer: Optimizer) -> tuple[str, ...]:

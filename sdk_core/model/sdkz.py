@@ -12,7 +12,7 @@ spec, string metadata, the payload's length and SHA-256, and one entry per tenso
 
 A BLOB is ``{"offset", "length", "coder": "raw" | "zstd", "count", "dtype"}``: little-endian
 floats, ``float16`` where that holds the values exactly (codebooks), else ``float32``; a
-STREAM is a BLOB-like slice holding small unsigned symbols coded by :mod:`.codec`. Sparse
+STREAM is a BLOB-like slice holding small unsigned symbols coded by :mod:`sdk_core.model.codec`. Sparse
 positions are relative, as in Deep Compression: with ``index_bits`` b and M = 2**b - 1, a symbol
 t < M means "skip t zeros, then an entry", and t = M means "skip M zeros". Pruned positions
 (absent from the stream) are the masks. Reading gives canonical float32 weights; any damage
@@ -66,9 +66,10 @@ class Encoded:
 
 
 def is_sdkz(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` starts like a compressed model file (an unreadable path: False)."""
+    """Whether ``path`` starts like a compressed model file (an unreadable path, or one that is
+    no regular file: False, without opening it)."""
     try:
-        with open(path, "rb") as f:
+        with open(check_input(path), "rb") as f:
             return f.read(4) == MAGIC
     except OSError:
         return False

@@ -43,10 +43,12 @@ import numpy as np
 
 from ..errors import SpecError
 from .graph import frees, wire
+from .optim import number
 
 Shape = tuple[int, ...]
 INPUT_DTYPES = ("float32", "int64")
 MAX_SPEC_CHARS = 10 * 2**20
+INIT_CHUNK = 2**20  # initial weights are drawn this many values (8 MiB of float64) at a time
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -86,9 +88,9 @@ def _optional_positive_int(instance: Any, attribute: attrs.Attribute[Any], value
         _positive_int(instance, attribute, value)
 
 
-def _positive_float(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise SpecError(f"'{attribute.name}' must be a positive finite number (got {value!r})")
+MAX_EPS = 0.1
+"""The largest ``eps`` of a normalization: a guard against dividing by zero, never a scale."""
+_eps = number(0.0, MAX_EPS, low_open=True)
 
 
 def _rate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -136,6 +138,7 @@ class Layer:
     merge: ClassVar[bool] = False
 
     def merge_shape(self, shapes: list[Shape]) -> Shape:
+        """A merge layer's output shape for its inputs' shapes (an error naming them if they do not fit)."""
         raise NotImplementedError
 
     def output_shape(self, shape: Shape) -> Shape:
@@ -336,11 +339,12 @@ class BatchNorm(Layer):
     """Batch normalization over the channel axis (0 for images, the feature axis for vectors).
 
     Training normalizes with the biased batch variance and updates the running statistics
-    with the unbiased one; inference uses the running statistics.
+    with the unbiased one; inference uses the running statistics. ``eps`` is in (0, 0.1]
+    (:data:`MAX_EPS`), ``momentum`` in [0, 1).
     """
 
     type: ClassVar[str] = "batchnorm"
-    eps: float = attrs.field(default=1e-5, validator=_positive_float)
+    eps: float = attrs.field(default=1e-5, validator=_eps)
     momentum: float = attrs.field(default=0.1, validator=_rate)
 
     def output_shape(self, shape: Shape) -> Shape:
@@ -357,10 +361,10 @@ class BatchNorm(Layer):
 
 @attrs.frozen
 class LayerNorm(Layer):
-    """Layer normalization over the last axis."""
+    """Layer normalization over the last axis; ``eps`` is in (0, 0.1] (:data:`MAX_EPS`)."""
 
     type: ClassVar[str] = "layernorm"
-    eps: float = attrs.field(default=1e-5, validator=_positive_float)
+    eps: float = attrs.field(default=1e-5, validator=_eps)
 
     def params(self, shape: Shape) -> list[Param]:
         return _norm("", shape[-1])
@@ -651,23 +655,39 @@ class ModelSpec:
         return sum(math.prod(p.shape) for p in self.layout() if p.trainable or not trainable_only)
 
     def init_weights(self, seed: int = 0, dtype: str = "float32") -> dict[str, np.ndarray]:
-        """The canonical initial weights for ``seed``: identical for every framework."""
+        """The canonical initial weights for ``seed``: identical for every framework.
+
+        Each tensor is allocated once, in ``dtype``, and filled with float64 draws a chunk at
+        a time: the peak is the weights' own size, and the numbers are those of drawing the
+        whole tensor in float64 and casting it."""
         rng = np.random.default_rng(seed)
         out: dict[str, np.ndarray] = {}
         for p in self.layout():
-            if p.init == "glorot":
-                bound = math.sqrt(6.0 / sum(p.fan))
-                value = rng.uniform(-bound, bound, p.shape)
-            elif p.init == "normal":
-                value = rng.normal(0.0, 0.02, p.shape)
-            else:
-                value = np.full(p.shape, 1.0 if p.init == "ones" else 0.0)
-            out[p.name] = value.astype(dtype)
+            if p.init not in ("glorot", "normal"):
+                out[p.name] = np.full(p.shape, 1.0 if p.init == "ones" else 0.0, dtype=dtype)
+                continue
+            value = np.empty(p.shape, dtype=dtype)
+            flat = value.reshape(-1)  # a view: the draws fill the tensor in C order
+            bound = math.sqrt(6.0 / sum(p.fan)) if p.init == "glorot" else 0.0
+            for start in range(0, flat.size, INIT_CHUNK):
+                n = min(INIT_CHUNK, flat.size - start)
+                draw = rng.uniform(-bound, bound, n) if p.init == "glorot" else rng.normal(0.0, 0.02, n)
+                flat[start : start + n] = draw
+            out[p.name] = value
         return out
 
-    def check_weights(self, weights: Mapping[str, Any], what: str = "weights") -> None:
-        """Raise :class:`SpecError` unless ``weights`` has exactly this layout's names and shapes."""
+    def check_weights(self, weights: Mapping[str, Any], what: str = "weights", dtype: str = "float32") -> None:
+        """Raise :class:`SpecError` unless ``weights`` has exactly this layout's names and shapes
+        and every array holds floats. The rule for a model of ``dtype``: a float of another
+        width (float16, float64) is converted to ``dtype``; an integer, bool or complex array is
+        refused, naming the tensor, its stored dtype and ``dtype``."""
         self.check_shapes({name: tuple(np.shape(value)) for name, value in weights.items()}, what)
+        for name, value in weights.items():
+            if isinstance(value, np.ndarray) and value.dtype.kind != "f":
+                raise SpecError(
+                    f"{what}: tensor '{name}' is stored as {value.dtype}; the model expects {dtype} "
+                    "(a float of another width is converted, an integer is not)"
+                )
 
     def check_shapes(self, shapes: Mapping[str, tuple[int, ...]], what: str = "weights") -> None:
         """Raise :class:`SpecError` unless ``shapes`` (name -> shape, e.g. read from a file's

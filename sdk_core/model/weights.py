@@ -19,6 +19,22 @@ from .files import FileError, atomic_write, check_input
 FORMAT = "sdk_core/1"
 
 
+NONFINITE_HINT = "; pass allow_nonfinite=True (--allow-nonfinite) to load it anyway"
+
+
+def check_finite(weights: Mapping[str, Any], what: str, hint: str = "") -> None:
+    """Raise :class:`WeightsError` naming the first tensor of ``weights`` that holds NaN or
+    infinity and how many of its values do: ``"{what}: tensor 'x' holds NaN or infinity
+    (12 of 12 values){hint}"``. Saving, loading and setting weights all check with this."""
+    for name, value in weights.items():
+        value = np.asarray(value)
+        if value.dtype.kind in "fc":
+            bad = value.size - int(np.count_nonzero(np.isfinite(value)))
+            if bad:
+                count = f"{bad} of {value.size} values"
+                raise WeightsError(f"{what}: tensor '{name}' holds NaN or infinity ({count}){hint}")
+
+
 def save_weights(
     path: str | os.PathLike[str], weights: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
 ) -> None:
@@ -28,9 +44,7 @@ def save_weights(
 
     meta = {"format": FORMAT, **(metadata or {})}
     tensors = {k: np.ascontiguousarray(v) for k, v in weights.items()}
-    for name, value in tensors.items():
-        if value.dtype.kind in "fc" and not np.isfinite(value).all():
-            raise WeightsError(f"refusing to save '{path}': weight '{name}' holds NaN or infinity")
+    check_finite(tensors, f"refusing to save '{path}'")
     try:
         atomic_write(path, save(tensors, metadata=meta))
     except FileError as exc:
@@ -58,7 +72,7 @@ def _open(path: str | os.PathLike[str], tensors: bool) -> tuple[dict[str, Any], 
 
 
 def load_weights(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Read a safetensors file, or a compressed ``.sdkz`` file (:mod:`.sdkz`, read back as
+    """Read a safetensors file, or a compressed ``.sdkz`` file (:mod:`sdk_core.model.sdkz`, read back as
     canonical float weights): ``(weights, metadata)``. Runs no code from the file."""
     if sdkz.is_sdkz(path):
         weights, _, metadata = sdkz.read(path)

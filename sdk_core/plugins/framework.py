@@ -25,6 +25,7 @@ called (the core refuses training first).
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -79,21 +80,38 @@ class FrameworkHooks:
         ``int8`` needs the runtime module's ``quantize``.
     :param backends: per device kind, the backend names it runs there, best first (ONNX
         Runtime's execution providers), shown by ``sdk devices``.
+
+    The 0.1 form ``FrameworkHooks(name, runtime, {distribution: device_kinds}, priority=0)``
+    still works until 0.3, with a ``DeprecationWarning`` that shows the call above to write
+    instead. Such a plugin is API 1 and, unless it passes ``unsupported=``, declares
+    unsupported what the contract gained after 0.1 (:data:`SINCE_0_1`): a runtime written for
+    0.1 cannot honour those requests, so the core refuses them rather than let them be ignored.
     """
 
     def __init__(
         self,
         name: str,
-        *,
-        runtime: str,
-        api: int,
-        version_of: str | Mapping[str, Iterable[str]],
+        *legacy: Any,
+        runtime: str | None = None,
+        api: int | None = None,
+        version_of: str | Mapping[str, Iterable[str]] | None = None,
         device_kinds: Iterable[str] = ("cpu",),
         priority: int = 0,
-        unsupported: Iterable[str] = (),
+        unsupported: Iterable[str] | None = None,
         capabilities: Iterable[str] = ("train", "infer"),
         backends: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
+        if legacy:  # 0.1: FrameworkHooks(name, runtime, {distribution: device_kinds}, priority=0)
+            runtime, api, version_of, priority, unsupported = _legacy_form(
+                name, legacy, runtime, version_of, priority, unsupported
+            )
+        missing = [
+            arg for arg, value in (("runtime", runtime), ("api", api), ("version_of", version_of)) if value is None
+        ]
+        if missing:
+            raise TypeError(f"FrameworkHooks('{name}', ...) needs the keyword arguments {', '.join(missing)}")
+        assert runtime is not None and api is not None and version_of is not None  # for type checkers
+        unsupported = () if unsupported is None else unsupported
         self.name, self.runtime, self.priority = name, runtime, priority
         self.SDK_CORE_API = api
         if isinstance(version_of, str):
@@ -183,6 +201,62 @@ class FrameworkHooks:
             return None
         _state_access(request.step, self.name).set_state(request.state)
         return True
+
+
+SINCE_0_1 = (
+    "layer:add",
+    "layer:concat",
+    "layer:global_avg_pool",
+    "precision:bf16",
+    "precision:fp16",
+    "schedule:exponential",
+    "spec:graph",
+    "training:accumulate",
+    "training:masks",
+    "training:remat",
+)
+"""What sdk-core added to the contract after 0.1. A runtime written for 0.1 cannot know these (its
+``train_step`` would ignore a ``StepRequest``'s precision, say), so a plugin in the 0.1 form
+declares them unsupported unless it passes its own ``unsupported``."""
+
+
+def _legacy_form(
+    name: str,
+    legacy: tuple[Any, ...],
+    runtime: str | None,
+    version_of: Any,
+    priority: int,
+    unsupported: Iterable[str] | None,
+) -> tuple[str, int, Any, int, Iterable[str]]:
+    """The 0.1 positional call ``(name, runtime, distributions, priority=0)`` as today's
+    keywords, with one ``DeprecationWarning`` that shows the call to write instead."""
+    if len(legacy) > 3 or runtime is not None or version_of is not None:
+        raise TypeError(
+            f"FrameworkHooks('{name}', ...) takes either the 0.1 form (name, runtime, distributions, priority=0) "
+            "or keywords after the name, not both"
+        )
+    runtime, version_of = legacy[0], legacy[1] if len(legacy) > 1 else None
+    if not isinstance(runtime, str) or not isinstance(version_of, Mapping):
+        raise TypeError(
+            f"FrameworkHooks('{name}', runtime, distributions): runtime must be a module name and distributions a "
+            f"mapping of distribution to device kinds (got {type(runtime).__name__}, {type(version_of).__name__})"
+        )
+    if len(legacy) == 3:
+        priority = legacy[2]
+    unsupported = SINCE_0_1 if unsupported is None else tuple(unsupported)
+    kinds = {dist: tuple(k) for dist, k in version_of.items()}
+    new = (
+        f"FrameworkHooks({name!r}, runtime={runtime!r}, api=1, version_of={kinds!r}"
+        + (f", priority={priority!r}" if priority else "")
+        + f", unsupported={tuple(unsupported)!r})"
+    )
+    warnings.warn(
+        f"the positional form FrameworkHooks({name!r}, {runtime!r}, {kinds!r}) is deprecated since sdk-core 0.2 "
+        f"and will be removed in 0.3: write {new}, keeping in unsupported only what the runtime cannot do",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return runtime, 1, version_of, priority, unsupported
 
 
 def _state_access(step: Any, framework: str) -> Any:

@@ -65,12 +65,15 @@ class PluginStatus:
     status: str = "ok"
     reason: str = ""
     advice: str = ""
+    #: the deprecated sdk_core spellings the plugin used while loading (0.1 module paths, the
+    #: 0.1 form of ``FrameworkHooks``), each naming its replacement
+    deprecations: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
 
 
@@ -178,9 +181,18 @@ class PluginManager:
             )
 
     def _load(self, ep: discovery.EntryPoint) -> None:
-        outcome = call(ep.load)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeprecationWarning)
+            outcome = call(ep.load)
+        used = tuple(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)))
+        for w in caught:  # anything else goes on as if not caught
+            if not issubclass(w.category, DeprecationWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if outcome.error is None:
-            self.register(outcome.value, ep.name, dist=ep.dist_label)
+            status = self.register(outcome.value, ep.name, dist=ep.dist_label)
+            status.deprecations = used
+            for message in used:  # once per process and plugin: Python's filters dedupe by text
+                warnings.warn(f"plugin '{ep.name}': {message}", DeprecationWarning, stacklevel=2)
         elif isinstance(outcome.exception, ImportError):
             self._record(ep.name, ep.dist_label, "failed", f"missing dependency on import: {outcome.exception}")
         else:

@@ -9,10 +9,14 @@ from typing import Any
 
 import attrs
 
+from .._deprecated import module_getattr
+
 DTYPES = ("float32", "float64")
 PEAK_FLOPS_DTYPES = ("float64", "float32", "tfloat32", "bfloat16", "float16", "float8", "int8", "int4")
+"""The number formats ``DeviceInfo.peak_flops`` may name."""
 FEATURE_KINDS = ("layer", "optimizer", "loss", "schedule", "dtype", "training", "precision", "spec")
 CAPABILITIES = ("train", "infer", "int8", "data_parallel")
+"""What ``FrameworkInfo.capabilities`` may list."""
 
 
 # -- validators: a record with a wrong field fails where it is made, naming the field ---------
@@ -227,3 +231,7 @@ class PowerReading:
     power_w: float | None = attrs.field(default=None, validator=_non_negative)
     limit_w: float | None = attrs.field(default=None, validator=_non_negative)
     source: str = attrs.field(default="", validator=_text)
+
+
+# BuildRequest, StepRequest, PredictRequest and WeightsRequest lived here in 0.2.0: see sdk_core.plugins.requests
+__getattr__ = module_getattr(__name__)[0]

@@ -14,17 +14,24 @@ from ..plugins.records import DeviceInfo
 BYTES_PER_VALUE = {"float32": 4, "float64": 8}
 
 
+def need_bytes(spec: ModelSpec, batch_size: int, dtype: str, what: str) -> int:
+    """The bytes ``what`` ("the model", "training", "inference") on ``batch_size`` samples
+    needs by the estimate. Building "the model" counts training on ``batch_size`` samples,
+    which covers what building allocates: the native model and the initial weights, each
+    once in ``dtype`` (:meth:`ModelSpec.init_weights` draws no float64 copy)."""
+    per_value = BYTES_PER_VALUE.get(dtype, 4)
+    if what == "inference":
+        return inference_bytes(spec, batch_size, per_value)
+    return training_bytes(spec, batch_size, per_value)
+
+
 def check_fits(spec: ModelSpec, device: DeviceInfo, batch_size: int, dtype: str, what: str) -> None:
     """Raise :class:`NotAvailableError` when ``what`` ("the model", "training", "inference")
     on ``batch_size`` samples needs more than the device's total memory. A device that does not
     report its memory is not checked."""
     if device.memory_total is None:
         return
-    per_value = BYTES_PER_VALUE.get(dtype, 4)
-    if what == "inference":
-        need = inference_bytes(spec, batch_size, per_value)
-    else:
-        need = training_bytes(spec, batch_size, per_value)
+    need = need_bytes(spec, batch_size, dtype, what)
     if need > device.memory_total:
         hint = "a smaller model" if what == "the model" else "a smaller batch size or model"
         raise NotAvailableError(

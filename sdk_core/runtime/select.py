@@ -3,7 +3,7 @@
 - ``accelerator`` (default): any accelerator before the cpu; among accelerators the highest
   known float32 peak, then the most free memory; then the framework with the highest priority.
 - ``memory``: like ``accelerator``, but only devices whose free memory holds the training
-  footprint estimated for the spec and batch size (:func:`training_bytes`).
+  footprint estimated for the spec and batch size (:func:`~sdk_core.model.estimate.training_bytes`).
 - ``fastest``: build the spec on every usable pair and time a few training steps (for
   inference, predict calls); the pair with the shortest median call wins (a quick measured
   probe, seconds per pair).

@@ -25,9 +25,10 @@ from ..errors import (
 )
 from ..model import metrics
 from ..model.data import make_batch
+from ..model.files import size_text
 from ..model.optim import Optimizer, OptimizerState, check_loss
 from ..model.spec import ModelSpec
-from ..model.weights import load_weights, read_header, read_metadata, save_weights
+from ..model.weights import NONFINITE_HINT, check_finite, load_weights, read_header, read_metadata, save_weights
 from ..plugins.manager import PluginManager, get_manager
 from ..plugins.records import DeviceInfo, FrameworkInfo
 from ..plugins.requests import (
@@ -42,7 +43,7 @@ from ..plugins.requests import (
     World,
 )
 from . import host, select
-from .budget import check_fits
+from .budget import check_fits, need_bytes
 from .checkpoint import Checkpoints, Position, Run
 from .training import ArrayData, BatchData, History, Loop
 from .world import DataParallel, from_environ, joined, remember
@@ -78,6 +79,10 @@ def _step_key(
     if not isinstance(remat, bool):
         raise SdkError(f"'remat' must be true or false (got {remat!r})")
     return (check_loss(loss), optimizer or Optimizer(), int(accumulate), precision, remat, world)
+
+
+def _itemsize(dtype: str) -> int:
+    return np.dtype(dtype).itemsize
 
 
 def _batches(data: Any) -> bool:
@@ -163,7 +168,7 @@ class Stack:
             framework or self.framework.name, device or self.device.id, manager=self.manager, strict=self.strict
         )
         other.build(spec, dtype=self.dtype)
-        other.set_weights(self.get_weights())
+        other.set_weights(self.get_weights(), allow_nonfinite=True)  # this model's own weights
         return other
 
     def __repr__(self) -> str:
@@ -181,7 +186,8 @@ class Stack:
         if not _is_int(seed) or seed < 0:
             raise SdkError(f"'seed' must be {_RULES['seed']} (got {seed!r})")
         self._build(spec, seed, dtype)
-        self.set_weights(spec.init_weights(seed, dtype))
+        with self._memory("initialising the weights", spec.param_count(trainable_only=False) * _itemsize(dtype)):
+            self.set_weights(spec.init_weights(seed, dtype))
         return self
 
     def _build(self, spec: ModelSpec, seed: int, dtype: str) -> None:
@@ -189,7 +195,7 @@ class Stack:
         graph = ["spec:graph"] if spec.is_graph else []
         self._refuse_unsupported([f"layer:{l.type}" for l in spec.layers] + graph + [f"dtype:{dtype}"])
         check_fits(spec, self.device, 1, dtype, "the model")
-        with self._memory("building the model"):
+        with self._memory("building the model", need_bytes(spec, 1, dtype, "the model")):
             self.model = self.manager.build_model(
                 BuildRequest(self.framework.name, spec, self.device, dtype=dtype, seed=seed, strict=self.strict)
             )
@@ -208,19 +214,26 @@ class Stack:
             )
 
     @contextlib.contextmanager
-    def _memory(self, doing: str) -> Iterator[None]:
-        """The framework's out-of-memory error, whichever it is, as :class:`DeviceOutOfMemory`."""
+    def _memory(self, doing: str, need: int | None = None) -> Iterator[None]:
+        """The framework's out-of-memory error, whichever it is, as :class:`DeviceOutOfMemory`:
+        the one place where every framework's is recognised (see :func:`is_out_of_memory`).
+        Where the framework does not say how much it asked for, ``need`` (the bytes ``doing``
+        takes by the estimate) is named instead."""
         try:
             yield
         except DeviceOutOfMemory:
             raise
-        except Exception as exc:  # MemoryError, torch.cuda.OutOfMemoryError, RESOURCE_EXHAUSTED, ...
+        except Exception as exc:  # MemoryError, torch's DefaultCPUAllocator, RESOURCE_EXHAUSTED, ...
             if not is_out_of_memory(exc):
                 raise
             detail = one_line(f"{type(exc).__name__}: {exc}", 120)
-            raise DeviceOutOfMemory(self.device.id, doing, requested_memory(exc), detail) from exc
+            requested = requested_memory(exc) or (f"about {size_text(need)}" if need else None)
+            raise DeviceOutOfMemory(self.device.id, doing, requested, detail) from exc
 
-    def _refuse_training(self) -> None:
+    def refuse_training(self) -> None:
+        """Raise :class:`NotAvailableError` unless this stack can train: an inference-only
+        framework (no ``train`` capability) or an int8 model cannot. Call it before announcing
+        a training run."""
         if self.precision == "int8":
             raise NotAvailableError("an int8 model runs inference only: train the float model, then quantize it again")
         if not self.framework.trains:
@@ -242,16 +255,25 @@ class Stack:
         spec = self._need_model()
         return self.manager.get_weights(WeightsRequest(self.framework.name, self.model, spec))
 
-    def set_weights(self, weights: Mapping[str, np.ndarray], what: str = "weights") -> None:
-        """Write canonical weights into the model; ``what`` names them in errors."""
+    def set_weights(
+        self, weights: Mapping[str, np.ndarray], what: str = "weights", allow_nonfinite: bool = False
+    ) -> None:
+        """Write canonical weights into the model; ``what`` names them in errors.
+
+        Every array must hold floats: a float of another width (float16, float64) is converted
+        to the model's dtype, an integer, bool or complex array is refused. An array holding NaN
+        or infinity (after that conversion) is refused too, naming the tensor, unless
+        ``allow_nonfinite``; nothing is set when anything is refused."""
         spec = self._need_model()
         if self.precision == "int8":
             raise NotAvailableError("an int8 model's weights are fixed: set them on the float model and quantize again")
         try:
-            spec.check_weights(dict(weights), what=what)
+            spec.check_weights(dict(weights), what=what, dtype=self.dtype)
         except SpecError as exc:
             raise WeightsError(str(exc)) from None
-        weights = {k: np.asarray(v, dtype=self.dtype) for k, v in weights.items()}
+        weights = {p.name: np.asarray(weights[p.name], dtype=self.dtype) for p in spec.layout()}
+        if not allow_nonfinite:
+            check_finite(weights, what, NONFINITE_HINT)
         self.manager.set_weights(WeightsRequest(self.framework.name, self.model, spec, weights))
 
     def set_masks(self, masks: Mapping[str, Any] | None) -> None:
@@ -279,7 +301,7 @@ class Stack:
                 raise SdkError(f"mask for '{name}' must hold only 0 and 1")
             checked[name] = mask.astype(self.dtype)
         weights = self.get_weights()
-        self.set_weights({**weights, **{n: weights[n] * m for n, m in checked.items()}})
+        self.set_weights({**weights, **{n: weights[n] * m for n, m in checked.items()}}, allow_nonfinite=True)
         self.masks, self._steps = checked or None, {}
 
     def _check_masks(self) -> None:
@@ -310,7 +332,7 @@ class Stack:
         accumulation, precision and activation checkpointing, see :class:`StepRequest`); one
         per setting, reused (so optimizer state carries over between ``fit`` calls)."""
         spec = self._need_model()
-        self._refuse_training()
+        self.refuse_training()
         key = _step_key(loss, optimizer, accumulate, precision, remat, world)
         features = [f"loss:{key[0]}", f"optimizer:{key[1].name}", f"schedule:{key[1].schedule.kind}"]
         if accumulate > 1:
@@ -388,8 +410,9 @@ class Stack:
         is ``(x, y)`` arrays or such an iterable.
 
         The last partial batch is used. Returns the per-epoch :class:`History`. At the first
-        NaN or infinite loss training stops with :class:`TrainingDiverged`, and the model keeps
-        its last finite weights.
+        NaN or infinite loss training stops with
+        :class:`~sdk_core.runtime.training.TrainingDiverged`, and the model keeps its last
+        finite weights.
 
         With ``checkpoint_dir``, a checkpoint (weights, optimizer state, position, shuffling
         RNG) is written atomically every ``checkpoint_every`` updates, or at the end of each
@@ -398,7 +421,7 @@ class Stack:
         ``epochs`` in all; the loss curve is that of an uninterrupted run.
         """
         spec = self._need_model()
-        self._refuse_training()
+        self.refuse_training()
         for name, value, ok in (
             ("epochs", epochs, _is_int(epochs) and epochs >= 1),
             ("seed", seed, _is_int(seed) and seed >= 0),
@@ -453,7 +476,8 @@ class Stack:
         if validation_data is not None:
             validation = validation_data if _batches(validation_data) else tuple(validation_data)
             evaluate = lambda: self._evaluate(validation, loss, world=world)
-        with self._memory(f"training at batch size {batch_size if samples else 'of the data'}"):
+        need = need_bytes(spec, min(batch, samples), self.dtype, "training") if samples else None
+        with self._memory(f"training at batch size {batch_size if samples else 'of the data'}", need):
             history = loop.run(
                 epochs, evaluate, bool(progress) and rank == 0, on_epoch, None if found is None else found[2]
             )
@@ -538,7 +562,8 @@ class Stack:
             self._predict = self.manager.make_predict(
                 PredictRequest(self.framework.name, self.model, spec, self.device)
             )
-        with self._memory(f"predicting at batch size {batch_size}"):
+        need = need_bytes(spec, batch_size, self.dtype, "inference")
+        with self._memory(f"predicting at batch size {batch_size}", need):
             if len(x) <= batch_size:
                 return np.asarray(self._predict(x))
             return np.concatenate(
@@ -623,13 +648,15 @@ class Stack:
             {"spec": spec.to_json(), "framework": self.framework.name, "device": self.device.id},
         )
 
-    def load(self, path: str) -> Stack:
+    def load(self, path: str, allow_nonfinite: bool = False) -> Stack:
         """Load weights saved by any framework. Builds the file's spec if nothing is built
         yet; otherwise the file must match the built model. The file's header (its tensor
-        names and shapes) is checked against the spec before anything is built or read."""
-        return self._load(path, lambda: load_weights(path)[0])
+        names and shapes) is checked against the spec before anything is built or read.
+        Tensors stored as integers, or holding NaN or infinity, are refused as in
+        :meth:`set_weights` (``allow_nonfinite`` loads the latter anyway)."""
+        return self._load(path, lambda: load_weights(path)[0], allow_nonfinite)
 
-    def _load(self, path: str, read: Callable[[], Mapping[str, np.ndarray]]) -> Stack:
+    def _load(self, path: str, read: Callable[[], Mapping[str, np.ndarray]], allow_nonfinite: bool = False) -> Stack:
         """:meth:`load`, with the tensors from ``read()`` (called once the header checks pass)."""
         shapes, meta = read_header(path)
         spec = self.spec
@@ -646,7 +673,7 @@ class Stack:
             raise WeightsError(str(exc)) from None
         if self.spec is None:
             self._build(spec, 0, self.dtype)
-        self.set_weights(read(), what=f"weights in '{path}'")
+        self.set_weights(read(), what=f"weights in '{path}'", allow_nonfinite=allow_nonfinite)
         return self
 
 

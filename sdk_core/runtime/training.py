@@ -27,6 +27,7 @@ from .checkpoint import Position
 from .console import Progress
 
 CHECK_EVERY = 16
+"""Steps between two reads of the loss for divergence (a read waits for the device)."""
 CHUNK_BYTES = 64 * 2**20
 
 
@@ -83,7 +84,9 @@ class ArrayData:
             m = min(batch, self.whole - s)
             if self.size > 1:  # this rank's part of the global batch, read on its own
                 lo, hi = s + self.rank * m // self.size, s + (self.rank + 1) * m // self.size
-                rows = slice(lo, hi) if order is None else np.sort(order[lo:hi])
+                # in the shuffled order: the shards, end to end, are one process's batch row for
+                # row, so the gradient sums in the same order (Adam amplifies any other's rounding)
+                rows = slice(lo, hi) if order is None else order[lo:hi]
                 yield self.x[rows], self.y[rows], m
                 continue
             if order is None:

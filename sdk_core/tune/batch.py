@@ -4,8 +4,9 @@ The search starts from ``sdk estimate``'s prediction (:func:`~sdk_core.model.est
 for the memory available) and confirms it by trial: a training step at that size either runs
 within the limit or fails. On an accelerator the limit is its memory and "fails" is the
 portable :class:`~sdk_core.errors.DeviceOutOfMemory`; on the cpu, whose host does not run out
-of memory cleanly, the limit is the ``memory_budget`` the user gives and a batch fits when the
-process's peak memory during its steps (read through the device plugin) stays within it. From
+of memory cleanly, the limit is a ``memory_budget`` (by default :data:`BUDGET_SHARE` of the memory
+the cpu plugin reports available) and a batch fits when the process's peak memory during its
+steps (read through the device plugin) stays within it. From
 the estimate the size doubles until a trial fails (or halves until one fits), then a binary
 search narrows the gap. After an out-of-memory trial the memory is released and a step at the
 size found is run again, to show the process is healthy. Then every power of two up to that
@@ -25,11 +26,14 @@ import attrs
 from ..errors import SdkError, is_out_of_memory
 from ..model.data import make_batch
 from ..model.estimate import largest_batch
+from ..model.files import size_text
 from ..model.optim import Optimizer
 from ..runtime.stack import Stack
 from .lr import built
 
 MAX_TRIALS = 16
+BUDGET_SHARE = 0.5
+"""The cpu's default memory budget: this share of the memory available (``--memory-budget`` overrides it)."""
 
 
 @attrs.frozen
@@ -161,17 +165,22 @@ def find_batch_size(
     progress: Callable[[str], None] | None = None,
 ) -> BatchSizeResult:
     """Find the largest batch that fits on the stack's device (within ``memory_budget`` bytes of
-    process memory on the cpu, where a budget is required), then the fastest batch up to it.
-    The stack's weights are put back afterwards."""
+    process memory on the cpu: by default :data:`BUDGET_SHARE` of the memory available, which
+    ``progress`` is told), then the fastest batch up to it. The stack's weights are put back
+    afterwards."""
     spec = built(stack)
     optimizer = optimizer or Optimizer()
     device = stack.device
     if memory_budget is not None and (isinstance(memory_budget, bool) or memory_budget <= 0):
         raise SdkError(f"'memory_budget' must be a positive number of bytes (got {memory_budget!r})")
+    share = ""
     if device.kind == "cpu" and memory_budget is None:
-        raise SdkError(
-            "on the cpu give a memory budget (--memory-budget 4GiB): the host does not run out of memory cleanly"
-        )
+        if not device.memory_free:
+            raise SdkError(f"{device.id} reports no available memory: give a memory budget (--memory-budget 4GiB)")
+        memory_budget = int(device.memory_free * BUDGET_SHARE)
+        share = f"{BUDGET_SHARE:.0%} of the {size_text(device.memory_free)} available".replace("%", " %")
+        if progress:
+            progress(f"memory budget: {share} = {size_text(memory_budget)} (--memory-budget to change)")
     if memory_budget is None and device.memory_total is None:
         raise SdkError(f"{device.id} reports no memory size: give a memory budget")
     if spec.param_count() == 0:
@@ -184,6 +193,8 @@ def find_batch_size(
     used = reading.used if reading is not None else 0
     if memory_budget is not None:
         limit, what = memory_budget, "memory budget"
+        if share:
+            what = f"memory budget of {size_text(memory_budget)}, {share}"
         available = memory_budget - used  # what this process already holds is not the model's to use
     else:
         limit, what = int(device.memory_total or 0), "device memory"

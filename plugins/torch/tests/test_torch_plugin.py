@@ -52,3 +52,23 @@ def test_fused_optimizers_where_torch_has_them(name):
     params[0].grad = torch.full((3,), 2.0)
     native.step()
     assert torch.all(params[0] < 1)  # it updates
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")
+def test_cpu_allocation_failure_is_device_out_of_memory():
+    """Under an address-space limit torch's "DefaultCPUAllocator: can't allocate memory" (a
+    plain RuntimeError) reaches the user as DeviceOutOfMemory, with the size torch asked for."""
+    code = """if True:
+        import resource
+        from sdk_core import Dense, DeviceOutOfMemory, ModelSpec, Stack
+        stack = Stack("torch").build(ModelSpec((4,), [Dense(2)]))  # torch imported before the limit
+        vm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize"))
+        resource.setrlimit(resource.RLIMIT_AS, (vm + 3 * 2**29,) * 2)  # 1.5 GiB more
+        try:
+            stack.build(ModelSpec((64,), [Dense(10_000_000)]))  # a 2.56 GB kernel
+        except DeviceOutOfMemory as exc:
+            print(exc)
+        """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("out of memory on cpu:0 while building the model (it asked for 2560000000 bytes more)")

@@ -1,0 +1,5 @@
+from sdk_core.testing import ConformanceSuite
+
+
+class TestConformance(ConformanceSuite):
+    framework = "npnpu"
