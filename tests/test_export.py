@@ -47,6 +47,10 @@ def test_outputs_match_the_reference(name, opset):
     spec = MODELS[name]
     weights = random_weights(spec, seed=3)
     x = inputs(spec, 5, seed=4)
+    if opset < 17 and any(p is not None and p.op == "LayerNormalization" for p in spec.plans):
+        with pytest.raises(SdkError, match=r"\(LayerNormalization\) needs opset 17 or later"):
+            to_onnx(spec, weights, opset=opset)
+        return
     got = run_onnx(to_onnx(spec, weights, opset=opset), x)
     np.testing.assert_allclose(got, reference(spec, weights, x), rtol=1e-4, atol=1e-4)
 
@@ -274,3 +278,28 @@ def test_sdk_export_writes_checked_files_and_refuses_bad_input(trained_lenet, tm
     )
     assert bad.returncode == 1 and "not a valid safetensors file" in bad.stderr
     assert not (tmp_path / "g.onnx").exists()
+
+
+OP_CASES = [name for name in LAYER_CASES if name.startswith("op_")]
+
+
+@pytest.mark.parametrize("name", OP_CASES)
+def test_operator_nodes_are_written_one_to_one(name):
+    """Every operator node is one ONNX node of its own operator (Split: one Split for all its
+    outputs), folded ones included, and the weights keep their canonical names."""
+    spec = MODELS[name]
+    model = to_onnx(spec, random_weights(spec), opset=18)
+    written = [n.op_type for n in model.graph.node]
+    for layer in spec.layers:
+        assert layer.op in written, f"{layer.op} is not in {written}"
+    assert len(written) == len(spec.layers) + 1  # and the output's Identity
+    assert {p.name for p in spec.layout()} <= {i.name for i in model.graph.initializer}
+
+
+def test_a_folded_shape_subgraph_keeps_the_batch_free_in_onnx():
+    spec = MODELS["op_folded_shapes"]
+    weights = random_weights(spec, seed=1)
+    model = to_onnx(spec, weights)
+    for n in (1, 7):
+        x = inputs(spec, n, seed=2)
+        np.testing.assert_allclose(run_onnx(model, x), reference(spec, weights, x), rtol=1e-4, atol=1e-4)

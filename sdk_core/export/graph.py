@@ -26,6 +26,7 @@ from ..errors import SdkError, SpecError
 from ..model import spec as S
 from ..model.weights import check_finite
 from ..version import __version__
+from . import opnodes
 
 if TYPE_CHECKING:
     import onnx
@@ -154,6 +155,8 @@ class _Emitter:
     def node(self, spec: S.ModelSpec, i: int, values: Mapping[int, str]) -> str:
         """Node ``i``'s output value, reading its sources' ``values`` (``-1``: the input)."""
         layer, inputs = spec.layers[i], [values[j] for j in spec.sources[i]]
+        if isinstance(layer, S.Op):
+            return opnodes.write(self.g, spec, i, values, self.w)
         p, shape = f"{spec.node_names[i]}.", spec.input_shape_of(i)
         out = self.merge(p, layer, inputs, shape) if layer.merge else self.layer(p, layer, inputs[0], shape)
         if out is None:

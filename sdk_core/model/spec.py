@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -43,6 +44,8 @@ import numpy as np
 
 from ..errors import SpecError
 from .graph import frees, wire
+from .opgraph import Folded, OpPlan, plan_node
+from .ops import OPS, Value, attributes
 from .optim import number
 
 Shape = tuple[int, ...]
@@ -444,6 +447,176 @@ class TransformerBlock(Layer):
         )
 
 
+# -- operator nodes ----------------------------------------------------------------------------
+def _one_or_more(value: Iterable[str] | str) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+INITS = ("glorot", "zeros", "ones", "normal")
+TENSOR_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in value
+    ):
+        raise SpecError(f"'shape' must be a list of positive ints (got {value!r})")
+    return tuple(value)
+
+
+def _fan(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Glorot's fans: ``(in, out)`` of a matrix; a convolution's ``(C/g, M)`` times its window."""
+    if len(shape) == 1:
+        return (shape[0], shape[0])
+    window = math.prod(shape[2:])
+    return (shape[0], shape[1]) if len(shape) == 2 else (shape[1] * window, shape[0] * window)
+
+
+@attrs.frozen
+class Weight:
+    """A stored tensor an operator node trains: the canonical weight ``"{node}.{key}"``,
+    initialised like the layers' weights (``init``: glorot, zeros, ones or normal). With
+    ``trainable=False`` it is a buffer the optimizer leaves alone (batch-norm statistics)."""
+
+    shape: tuple[int, ...] = attrs.field(converter=_shape)
+    init: str = attrs.field(default="glorot", validator=attrs.validators.in_(INITS))
+    trainable: bool = attrs.field(default=True, validator=_bool)
+
+
+def _array(value: Any) -> np.ndarray:
+    """A constant's value from an array or ``{"dtype", "shape", "values"}``."""
+    if isinstance(value, dict):
+        extra = sorted(set(value) - {"dtype", "shape", "values"})
+        if extra or "values" not in value:
+            raise SpecError(f"a constant is {{'dtype', 'shape', 'values'}} (got keys {sorted(value)})")
+        dtype = value.get("dtype", "float32")
+        if dtype not in ("float32", "int64", "bool"):
+            raise SpecError(f"a constant's 'dtype' must be float32, int64 or bool (got {dtype!r})")
+        try:
+            array = np.asarray(value["values"], dtype=dtype).reshape(value.get("shape", [-1]))
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"a constant's values do not make its shape: {exc}") from None
+        return array
+    array = np.asarray(value)
+    kind = array.dtype.kind
+    if kind not in "fiub" or array.dtype.itemsize > 8:
+        raise SpecError(f"a constant must hold floats, ints or bools (got {array.dtype})")
+    return array.astype(np.float32 if kind == "f" else np.bool_ if kind == "b" else np.int64)
+
+
+def _array_eq(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+@attrs.frozen
+class Constant:
+    """A stored tensor kept in the spec itself, never trained: integers (indices, shapes),
+    bools, or small floats (float32 whatever the model's dtype)."""
+
+    array: np.ndarray = attrs.field(converter=_array, eq=attrs.cmp_using(eq=_array_eq))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dtype": str(self.array.dtype),
+            "shape": list(self.array.shape),
+            "values": self.array.reshape(-1).tolist(),
+        }
+
+
+def _weights(value: Any) -> dict[str, Weight]:
+    if not isinstance(value, dict):
+        raise SpecError(f"'weights' must map names to weights (got {type(value).__name__})")
+    return {
+        k: v if isinstance(v, Weight) else Weight(**v) if isinstance(v, dict) else Weight(v) for k, v in value.items()
+    }
+
+
+def _constants(value: Any) -> dict[str, Constant]:
+    if not isinstance(value, dict):
+        raise SpecError(f"'constants' must map names to constants (got {type(value).__name__})")
+    return {k: v if isinstance(v, Constant) else Constant(v) for k, v in value.items()}
+
+
+def _attribute_value(value: Any) -> bool:
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return True
+    return isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str)) for v in value)
+
+
+def _attributes(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise SpecError(f"'attributes' must map names to values (got {value!r})")
+    for k, v in value.items():
+        if not _attribute_value(v):
+            raise SpecError(f"attribute '{k}' must be a number, a string or a list of them (got {v!r})")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
+
+
+@attrs.frozen
+class Op(Layer):
+    """An operator node: an ONNX operator (``op``, one of :data:`sdk_core.model.ops.OPS`)
+    with its ``attributes`` and its ``inputs``, in ONNX's order: earlier nodes' names,
+    ``"input"`` (the model's input), keys of ``weights`` (trained canonical weights,
+    ``"{node}.{key}"``) or ``constants`` (stored in the spec: indices, shapes, small floats),
+    or ``""`` for an omitted optional input. No ``inputs``: the node before is the only input.
+
+    ONNX's semantics hold (broadcasting, negative axes, attribute defaults); the batch axis
+    comes first and stays free. Shapes and dtypes are inferred when the spec is built, and
+    shape-only subgraphs are folded (:mod:`sdk_core.model.opgraph`)."""
+
+    type: ClassVar[str] = "op"
+    op: str = attrs.field(validator=_text)
+    inputs: tuple[str, ...] = attrs.field(default=(), converter=_one_or_more)
+    attributes: dict[str, Any] = attrs.field(factory=dict, converter=_attributes)
+    weights: dict[str, Weight] = attrs.field(factory=dict, converter=_weights)
+    constants: dict[str, Constant] = attrs.field(factory=dict, converter=_constants)
+
+    def __attrs_post_init__(self) -> None:
+        if self.op not in OPS:
+            raise SpecError(f"unknown operator {self.op!r} (known: {', '.join(sorted(OPS))})")
+        if not all(isinstance(n, str) for n in self.inputs):
+            raise SpecError(f"'inputs' must be a list of names (got {list(self.inputs)!r})")
+        low, high = OPS[self.op].inputs
+        count = len(self.inputs) or 1
+        if count < low or (high is not None and count > high):
+            want = f"{low}" if low == high else f"{low} to {high if high is not None else 'any number of'}"
+            raise SpecError(f"{self.op} takes {want} inputs (got {count})")
+        for key in (*self.weights, *self.constants):
+            if not TENSOR_KEY.fullmatch(key) or key == "input":
+                raise SpecError(f"stored tensor name {key!r} must be 1-128 letters, digits, '_', '.' or '-'")
+        both = sorted(set(self.weights) & set(self.constants))
+        if both:
+            raise SpecError(f"'{both[0]}' is both a weight and a constant")
+        unused = sorted((set(self.weights) | set(self.constants)) - set(self.inputs))
+        if unused:
+            raise SpecError(f"stored tensor '{unused[0]}' is not among the inputs")
+        attributes(self.op, self.attributes)  # unknown attributes fail here
+
+    @property
+    def merge(self) -> bool:  # type: ignore[override]
+        return len(self.sources()) > 1
+
+    def sources(self) -> tuple[str, ...]:
+        """The node inputs (other nodes, or ``"input"``) among ``inputs``, each once."""
+        stored = set(self.weights) | set(self.constants) | {""}
+        return tuple(dict.fromkeys(n for n in self.inputs if n not in stored))
+
+    def params(self, shape: Shape) -> list[Param]:
+        return [Param(k, w.shape, w.trainable, w.init, _fan(w.shape)) for k, w in self.weights.items()]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "op": self.op, "inputs": list(self.inputs)}
+        if self.attributes:
+            out["attributes"] = dict(self.attributes)
+        if self.weights:
+            out["weights"] = {
+                k: {"shape": list(w.shape), "init": w.init, "trainable": w.trainable} for k, w in self.weights.items()
+            }
+        if self.constants:
+            out["constants"] = {k: c.to_dict() for k, c in self.constants.items()}
+        return out
+
+
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.type: cls
     for cls in (
@@ -466,6 +639,7 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         Embedding,
         Attention,
         TransformerBlock,
+        Op,
     )
 }
 
@@ -523,10 +697,6 @@ def _inputs(value: Iterable[Iterable[str] | str]) -> tuple[tuple[str, ...], ...]
     return tuple(_one_or_more(v) for v in value)
 
 
-def _one_or_more(value: Iterable[str] | str) -> tuple[str, ...]:
-    return (value,) if isinstance(value, str) else tuple(value)
-
-
 @attrs.frozen
 class Node:
     """One node of a graph spec: a ``name``, its ``layer`` and the names of its ``inputs``
@@ -554,47 +724,82 @@ class ModelSpec:
     names: tuple[str, ...] = attrs.field(default=(), converter=_names, kw_only=True)
     inputs: tuple[tuple[str, ...], ...] = attrs.field(default=(), converter=_inputs, kw_only=True)
     shapes: tuple[Shape, ...] = attrs.field(init=False, eq=False, repr=False)
+    dtypes: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
+    plans: tuple[OpPlan | None, ...] = attrs.field(init=False, eq=False, repr=False)
     sources: tuple[tuple[int, ...], ...] = attrs.field(init=False, eq=False, repr=False)
     frees: tuple[tuple[int, ...], ...] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not self.layers:
             raise SpecError("spec has no layers")
-        graph = bool(self.names or self.inputs)
+        ops_wired = any(isinstance(l, Op) and l.sources() for l in self.layers)
+        graph = bool(self.names or self.inputs) or ops_wired
         names = self.names or tuple(str(i) for i in range(len(self.layers)))
-        inputs = self.inputs or ((),) * len(self.layers)
+        inputs = list(self.inputs or ((),) * len(self.layers))
         if len(names) != len(self.layers) or len(inputs) != len(self.layers):
             raise SpecError(f"spec has {len(self.layers)} layers but {len(names)} names and {len(inputs)} input lists")
+        for i, layer in enumerate(self.layers):  # an operator node's node inputs are its op's
+            if isinstance(layer, Op) and layer.sources():
+                if inputs[i] and tuple(inputs[i]) != layer.sources():
+                    raise SpecError(f"node '{names[i]}': its inputs are its operator's ({list(layer.sources())})")
+                inputs[i] = layer.sources()
         object.__setattr__(self, "names", names if graph else ())
-        object.__setattr__(self, "inputs", inputs if graph else ())
+        object.__setattr__(self, "inputs", tuple(inputs) if graph else ())
         sources = wire(names, inputs)
-        shapes = [self.input_shape]
+        first = Value((None, *self.input_shape), "int64" if self.input_dtype == "int64" else "float")
+        values: list[Value | Folded] = [first]
+        plans: list[OpPlan | None] = []
         for i, layer in enumerate(self.layers):
             label = f"node '{names[i]}'" if graph else f"layer {i}"
             if not isinstance(layer, Layer):
                 raise SpecError(f"{label}: not a layer spec (got {type(layer).__name__})")
-            is_embedding = isinstance(layer, Embedding)
-            if is_embedding and i:
-                raise SpecError(f"{label} (embedding): an embedding must be the first layer")
-            if not i and is_embedding != (self.input_dtype == "int64"):
-                raise SpecError(
-                    f"{label} ({layer.type}): int64 inputs need an embedding first "
-                    f"layer, and an embedding needs 'input_dtype' int64"
-                )
-            if i and self.input_dtype == "int64" and -1 in sources[i]:
-                raise SpecError(f"{label} ({layer.type}): only the embedding takes the int64 token ids")
-            if layer.merge != (len(sources[i]) > 1):
-                want = "two or more inputs" if layer.merge else "one input"
-                raise SpecError(f"{label} ({layer.type}) takes {want} (got {len(sources[i])})")
             try:
-                ins = [shapes[j + 1] for j in sources[i]]
+                if isinstance(layer, Op):
+                    node_inputs = inputs[i] or ((names[i - 1] if i else "input"),)
+                    plan, value = plan_node(layer, node_inputs, [values[j + 1] for j in sources[i]], f"{names[i]}.")
+                    values.append(value)
+                    plans.append(plan)
+                    continue
+                self._check_layer_inputs(layer, i, sources[i], values)
+                ins: list[Shape] = [values[j + 1].shape[1:] for j in sources[i]]  # type: ignore[misc,union-attr]  # float tensors: checked above
                 out = layer.merge_shape(ins) if layer.merge else layer.output_shape(ins[0])
-                shapes.append(tuple(out))
+                values.append(Value((None, *out), "float"))
+                plans.append(None)
             except SpecError as exc:
-                raise SpecError(f"{label} ({layer.type}): {exc}") from None
+                what = f"{layer.type} {layer.op}" if isinstance(layer, Op) else layer.type
+                raise SpecError(f"{label} ({what}): {exc}") from None
+        last = values[-1]
+        if not isinstance(last, Value) or last.dtype != "float":
+            got = "a folded constant" if isinstance(last, Folded) else last.dtype
+            raise SpecError(f"the last node's output must be a float tensor (got {got})")
+        shapes = [v.shape[1:] if isinstance(v, Value) else tuple(v.values[0].shape) for v in values]
         object.__setattr__(self, "shapes", tuple(shapes))
+        object.__setattr__(self, "dtypes", tuple(v.dtype if isinstance(v, Value) else "folded" for v in values))
+        object.__setattr__(self, "plans", tuple(plans))
         object.__setattr__(self, "sources", sources)
         object.__setattr__(self, "frees", frees(sources))
+
+    def _check_layer_inputs(self, layer: Layer, i: int, sources: tuple[int, ...], values: list[Value | Folded]) -> None:
+        """A layer (not an operator node) reads float tensors, the embedding alone the int64 ids."""
+        is_embedding = isinstance(layer, Embedding)
+        if is_embedding and (i or sources != (-1,)):
+            raise SpecError("an embedding must be the first layer")
+        ops_read_ids = any(isinstance(l, Op) for l in self.layers)  # Gather on the ids, say
+        if not i and is_embedding != (self.input_dtype == "int64") and not (ops_read_ids and not is_embedding):
+            raise SpecError("int64 inputs need an embedding first layer, and an embedding needs 'input_dtype' int64")
+        if layer.merge != (len(sources) > 1):
+            want = "two or more inputs" if layer.merge else "one input"
+            raise SpecError(f"takes {want} (got {len(sources)})")
+        for j in sources:
+            v = values[j + 1]
+            if isinstance(v, Folded):
+                raise SpecError("reads a folded constant: layers read computed tensors")
+            if v.dtype != "float" and not is_embedding:
+                raise SpecError(
+                    "only the embedding takes the int64 token ids"
+                    if j == -1
+                    else f"reads a {v.dtype} tensor: layers read float tensors"
+                )
 
     @classmethod
     def from_nodes(
@@ -742,7 +947,7 @@ class ModelSpec:
             "layers": [l.to_dict() for l in self.layers]
             if not self.names
             else [
-                {"name": n, **({"inputs": list(ins)} if ins else {}), **l.to_dict()}
+                {"name": n, **({"inputs": list(ins)} if ins and not isinstance(l, Op) else {}), **l.to_dict()}
                 for n, ins, l in zip(self.names, self.inputs, self.layers, strict=True)
             ],
         }
@@ -762,10 +967,16 @@ class ModelSpec:
         layers_data = data.get("layers")
         if not isinstance(layers_data, list):
             raise SpecError(f"spec: 'layers' must be a list (got {type(layers_data).__name__})")
-        layers, names, inputs = [], [], []
+        layers: list[Layer] = []
+        names: list[str] = []
+        inputs: list[tuple[str, ...]] = []
         for i, item in enumerate(layers_data):
             try:
-                if isinstance(item, dict) and ("name" in item or "inputs" in item):
+                if isinstance(item, dict) and item.get("type") == "op":  # its "inputs" are the operator's
+                    item = dict(item)
+                    names.append(item.pop("name", str(i)))
+                    inputs.append(())
+                elif isinstance(item, dict) and ("name" in item or "inputs" in item):
                     item = dict(item)
                     names.append(item.pop("name", str(i)))
                     inputs.append(_input_names(item.pop("inputs", [])))

@@ -144,8 +144,9 @@ def sdk_serialize_model(request: WeightsRequest) -> bytes | None:
 def sdk_init_distributed(request: DistributedRequest) -> bool | None:
     """Join the data-parallel job ``request.world`` with the framework's own engine
     (``torch.distributed``, ``jax.distributed``, ``tf.distribute``, MindSpore's
-    ``communication``): rendezvous at rank 0's address and port, with every collective bounded
-    by ``world.timeout``. The core calls it once per process, before the first data-parallel
+    ``communication``): rendezvous at rank 0's address and port (a coordinator of the
+    framework's own at ``world.coordinator_port``), with every collective bounded by
+    ``world.timeout``. The core calls it once per process, before the first data-parallel
     step. Only for plugins declaring the ``data_parallel`` capability.
 
     :param request: framework, device and world.

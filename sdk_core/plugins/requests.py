@@ -41,7 +41,10 @@ class World:
     """The processes of a data-parallel job: this one's ``rank`` of ``size``, its
     ``local_rank`` on its node, and where rank 0 listens (``address``:``port``) for the
     frameworks' own rendezvous. ``timeout`` (seconds) bounds every collective: a rank that died
-    ends the job within it instead of a framework's default (gloo's 30 minutes)."""
+    ends the job within it instead of a framework's default (gloo's 30 minutes).
+    ``coordinator_port`` (default ``port + 1``) is where a framework that runs a coordinator of
+    its own listens on rank 0's host (JAX's, MindSpore's scheduler; TensorFlow's worker ``r`` on
+    ``coordinator_port + r``): ``port`` may already be held by the launcher's store (torchrun's)."""
 
     rank: int = 0
     size: int = 1
@@ -49,6 +52,7 @@ class World:
     address: str = "127.0.0.1"
     port: int = 29500
     timeout: float = 120.0
+    coordinator_port: int = attrs.field(default=attrs.Factory(lambda world: world.port + 1, takes_self=True))
 
     @property
     def main(self) -> bool:

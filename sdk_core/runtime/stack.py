@@ -193,7 +193,8 @@ class Stack:
     def _build(self, spec: ModelSpec, seed: int, dtype: str) -> None:
         """The native model, without the canonical weights: the caller sets them once."""
         graph = ["spec:graph"] if spec.is_graph else []
-        self._refuse_unsupported([f"layer:{l.type}" for l in spec.layers] + graph + [f"dtype:{dtype}"])
+        operators = [f"op:{p.op}" for p in spec.plans if p is not None]
+        self._refuse_unsupported([f"layer:{l.type}" for l in spec.layers] + graph + operators + [f"dtype:{dtype}"])
         check_fits(spec, self.device, 1, dtype, "the model")
         with self._memory("building the model", need_bytes(spec, 1, dtype, "the model")):
             self.model = self.manager.build_model(
@@ -207,7 +208,7 @@ class Stack:
         refused = [f for f in features if f in self.framework.unsupported]
         if refused:
             kind, _, name = refused[0].partition(":")
-            what = f"{name} specs" if kind == "spec" else f"{kind} {name}"
+            what = f"{name} specs" if kind == "spec" else f"operator {name}" if kind == "op" else f"{kind} {name}"
             raise NotAvailableError(
                 f"framework '{self.framework.name}' does not support {what} "
                 f"(declared unsupported by plugin '{self.framework.plugin}')"

@@ -84,9 +84,7 @@ class ArrayData:
             m = min(batch, self.whole - s)
             if self.size > 1:  # this rank's part of the global batch, read on its own
                 lo, hi = s + self.rank * m // self.size, s + (self.rank + 1) * m // self.size
-                # in the shuffled order: the shards, end to end, are one process's batch row for
-                # row, so the gradient sums in the same order (Adam amplifies any other's rounding)
-                rows = slice(lo, hi) if order is None else order[lo:hi]
+                rows = slice(lo, hi) if order is None else np.sort(order[lo:hi])
                 yield self.x[rows], self.y[rows], m
                 continue
             if order is None:

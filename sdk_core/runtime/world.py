@@ -5,6 +5,13 @@
 ``SLURM_LOCALID`` (rank 0's address then comes from ``MASTER_ADDR``, else the first node of
 ``SLURM_JOB_NODELIST`` or ``SLURM_LAUNCH_NODE_IPADDR``). ``SDK_DIST_TIMEOUT`` bounds the
 collectives in seconds (default 120). Nothing set: a job of one process.
+
+A framework that runs a coordinator of its own (JAX's coordination service, MindSpore's
+scheduler, TensorFlow's workers from there on) listens on ``SDK_CORE_COORDINATOR_PORT``,
+default ``MASTER_PORT + 1``: never ``MASTER_PORT`` itself, which torchrun's rendezvous store
+already holds. A fixed offset rather than a free port that rank 0 picks and shares: it needs no
+store to share it through (srun and ``sdk launch`` have none, and JAX, TensorFlow and MindSpore
+do not need torch), every rank computes it alone, and a firewall can be opened for it ahead.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from ..plugins.requests import World
 
 DEFAULT_PORT = 29500
 DEFAULT_TIMEOUT = 120.0
+COORDINATOR_PORT = "SDK_CORE_COORDINATOR_PORT"
 
 
 def _int(environ: Mapping[str, str], key: str) -> int:
@@ -55,7 +63,11 @@ def from_environ(environ: Mapping[str, str] | None = None) -> World:
     if size < 1 or not 0 <= rank < size:
         raise SdkError(f"rank {rank} of a job of {size} processes is not a valid place in it")
     port = _int(env, "MASTER_PORT") if "MASTER_PORT" in env else DEFAULT_PORT
-    return World(rank, size, local, address, port, timeout)
+    coordinator = _int(env, COORDINATOR_PORT) if env.get(COORDINATOR_PORT) else port + 1
+    for key, value in (("MASTER_PORT", port), (f"{COORDINATOR_PORT} (default MASTER_PORT + 1)", coordinator)):
+        if not 0 < value < 65536:
+            raise SdkError(f"{key} must be a port number in [1, 65535] (got {value})")
+    return World(rank, size, local, address, port, timeout, coordinator)
 
 
 @attrs.frozen

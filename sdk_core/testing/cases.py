@@ -7,7 +7,9 @@ import attrs
 import numpy as np
 
 from ..model import spec as S
+from ..model.ops import FOLDED, OPS
 from ..model.optim import LOSSES, OPTIMIZERS, SCHEDULES, Optimizer, Schedule
+from .op_cases import OP_SPECS
 
 
 @attrs.frozen
@@ -16,7 +18,13 @@ class LayerCase:
 
     @property
     def features(self) -> set[str]:
-        return {f"layer:{l.type}" for l in self.spec.layers} | ({"spec:graph"} if self.spec.is_graph else set())
+        return features_of(self.spec)
+
+
+def features_of(spec: S.ModelSpec) -> set[str]:
+    """The feature ids a spec needs: its layer types, its operators, graph wiring."""
+    found = {f"layer:{l.type}" for l in spec.layers} | ({"spec:graph"} if spec.is_graph else set())
+    return found | {f"op:{p.op}" for p in spec.plans if p is not None}
 
 
 def _spec(shape, layers, dtype="float32") -> S.ModelSpec:
@@ -174,6 +182,7 @@ LAYER_CASES.update(
         **{f"graph_random_{i}": LayerCase(random_graph(i, images=i % 2 == 0)) for i in range(6)},
     }
 )
+LAYER_CASES.update({name: LayerCase(spec) for name, spec in OP_SPECS.items()})
 
 
 @attrs.frozen
@@ -214,6 +223,7 @@ STEP_CASES: dict[str, StepCase] = {
 
 ALL_FEATURES = (
     {f"layer:{t}" for t in S.LAYER_TYPES}
+    | {f"op:{o}" for o in OPS if o not in FOLDED}
     | {"spec:graph"}
     | {f"optimizer:{o}" for o in OPTIMIZERS}
     | {f"loss:{l}" for l in LOSSES}
@@ -237,8 +247,20 @@ def random_weights(spec: S.ModelSpec, seed: int = 0, dtype: str = "float32") -> 
 def inputs(spec: S.ModelSpec, n: int = 4, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if spec.input_dtype == "int64":
-        return rng.integers(0, spec.layers[0].vocab_size, (n,) + spec.input_shape)  # type: ignore[attr-defined]  # int64 specs start with an embedding
+        return rng.integers(0, vocabulary(spec), (n,) + spec.input_shape)
     return rng.normal(0.0, 1.0, (n,) + spec.input_shape).astype(np.float32)
+
+
+def vocabulary(spec: S.ModelSpec) -> int:
+    """How many token ids an int64 spec takes: its embedding's vocabulary, or the rows of the
+    table an operator node gathers from with the ids."""
+    first = spec.layers[0]
+    if isinstance(first, S.Embedding):
+        return first.vocab_size
+    for layer, plan in zip(spec.layers, spec.plans, strict=True):
+        if plan is not None and plan.op == "Gather" and plan.args[1] == ("node", 0) and isinstance(layer, S.Op):
+            return layer.weights[layer.inputs[0]].shape[0]
+    raise ValueError("an int64 spec the kit runs starts with an embedding or a Gather of the ids")
 
 
 def targets(spec: S.ModelSpec, loss: str, n: int = 4, seed: int = 2) -> np.ndarray:

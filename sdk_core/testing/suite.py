@@ -9,17 +9,20 @@ import subprocess
 import sys
 from typing import Any, ClassVar
 
+import hypothesis.strategies as st
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 import sdk_core
 from sdk_core import NotAvailableError, SdkError, SpecError, Stack, WeightsError, get_manager
 
-from .cases import ALL_FEATURES, LAYER_CASES, STEP_CASES, STEP_SPEC, inputs, random_weights, targets
+from .cases import ALL_FEATURES, LAYER_CASES, STEP_CASES, STEP_SPEC, features_of, inputs, random_weights, targets
+from .op_cases import random_op_graph
 
 REFERENCE = "numpy"
 FRAMEWORK_MODULES = ("torch", "tensorflow", "jax", "mindspore", "onnxruntime", "onnx")
-PORTABLE_CASES = ("lenet_like", "gpt", "graph_resnet_block", "graph_encoder_block")
+PORTABLE_CASES = ("lenet_like", "gpt", "graph_resnet_block", "graph_encoder_block", "op_folded_shapes")
 
 
 def _installed_frameworks() -> list[str]:
@@ -233,6 +236,24 @@ class ConformanceSuite:
         want = self._reference(STEP_SPEC, weights, "float64").predict(x)
         assert got.dtype == np.float64
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+    @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def test_random_operator_graphs_match_reference(self, data):
+        """Random graphs of operator nodes (consistent shapes, merges): the forward pass and
+        one training step equal the reference's."""
+        spec = random_op_graph(data.draw)
+        self._needs(features_of(spec) | {"optimizer:sgd", "loss:mse"})
+        weights = random_weights(spec, seed=5)
+        x = inputs(spec, seed=6)
+        stack, ref = self._stack(spec, weights), self._reference(spec, weights)
+        np.testing.assert_allclose(stack.predict(x), ref.predict(x), rtol=self.forward_rtol, atol=self.forward_atol)
+        if "train" not in self.capabilities:
+            return
+        y, rule = targets(spec, "mse", seed=7), sdk_core.Optimizer("sgd", lr=0.05)
+        loss = float(stack.train_step("mse", rule)(x, y))
+        assert loss == pytest.approx(float(ref.train_step("mse", rule)(x, y)), rel=self.step_rtol, abs=self.step_atol)
+        self._assert_weights_close(stack.get_weights(), ref.get_weights(), "a random operator graph after one step")
 
     # -- memory-efficient training ------------------------------------------------------------
     @pytest.mark.parametrize("optimizer", ["sgd_momentum", "adam"])
@@ -531,7 +552,7 @@ class ConformanceSuite:
         for feature in sorted(set(self.exclusions) | set(declared)):
             kind, _, name = feature.partition(":")
             with pytest.raises(SdkError):
-                if kind in ("layer", "spec"):
+                if kind in ("layer", "spec", "op"):
                     case = next(c for c in LAYER_CASES.values() if feature in c.features)
                     self._stack(case.spec)
                 elif kind == "optimizer":

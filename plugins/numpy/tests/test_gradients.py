@@ -1,7 +1,9 @@
 """Every layer's and loss's backward pass against central finite differences (float64)."""
 
+import hypothesis.strategies as st
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 from sdk_core import (
     GELU,
@@ -26,6 +28,7 @@ from sdk_core import (
     Tanh,
     TransformerBlock,
 )
+from sdk_core.testing.op_cases import OP_SPECS, random_op_graph
 from sdk_numpy._layers import cross_entropy, mse
 from sdk_numpy._runtime import NumpyModel
 
@@ -82,8 +85,10 @@ def numeric(f, array: np.ndarray) -> np.ndarray:
     return grad
 
 
-def check_model(spec: ModelSpec, x: np.ndarray, seed: int = 0) -> None:
+def check_model(spec: ModelSpec, x: np.ndarray, seed: int = 0, initial: bool = False) -> None:
     model = NumpyModel(spec, "float64", seed=seed)
+    if initial:  # start from the spec's initial weights (a variance of one, say), not zeros
+        model.set_weights(spec.init_weights(seed, "float64"))
     for op in model.ops:
         op.input_grad = True  # training skips it; here the input gradient is checked too
     rng = np.random.default_rng(seed + 1)
@@ -196,3 +201,23 @@ def test_cross_entropy_value_matches_the_definition():
     value, _ = cross_entropy(logits, np.array([0, 2]))
     expected = np.mean([-np.log(np.exp(2.0) / np.exp([2.0, 1.0, 0.1]).sum()), np.log(3.0)])
     assert value == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("case", sorted(OP_SPECS))
+def test_operator_gradients(case):
+    """Every operator node's hand-written backward (the kit's reference) against finite
+    differences: the gradients of its weights and of the model's input."""
+    spec = OP_SPECS[case]
+    if spec.input_dtype == "int64":
+        x = np.random.default_rng(7).integers(0, 9, size=(3,) + spec.input_shape)
+    else:
+        x = np.random.default_rng(7).normal(size=(3,) + spec.input_shape)
+    check_model(spec, x, initial=True)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.data())
+def test_random_operator_graph_gradients(data):
+    spec = random_op_graph(data.draw)
+    x = np.random.default_rng(0).normal(size=(3,) + spec.input_shape)
+    check_model(spec, x, initial=True)

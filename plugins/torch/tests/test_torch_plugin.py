@@ -72,3 +72,74 @@ def test_cpu_allocation_failure_is_device_out_of_memory():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("out of memory on cpu:0 while building the model (it asked for 2560000000 bytes more)")
+
+
+def test_operator_nodes_keep_dotted_canonical_names_and_the_model_dtype():
+    """ONNX weight names hold dots ("proj.weight"), which a torch attribute cannot: an operator
+    node nests them, so the state dict still has the canonical names; a stored statistic is a
+    buffer the optimizer leaves alone, and a Cast of integers gives the model's float dtype."""
+    from sdk_core.model.spec import ModelSpec
+    from sdk_core.testing.cases import random_weights
+    from sdk_core.testing.op_cases import c, op, w
+
+    spec = ModelSpec.from_nodes(
+        (3, 4),
+        [
+            op("mm", "MatMul", "input", "proj.weight", weights={"proj.weight": w(4, 4)}),
+            op(
+                "bn",
+                "BatchNormalization",
+                "mm",
+                "bn.s",
+                "bn.b",
+                "bn.mean",
+                "bn.running_var",
+                weights={
+                    "bn.s": w(3, init="ones"),
+                    "bn.b": w(3, init="zeros"),
+                    "bn.mean": w(3, init="zeros", trainable=False),
+                    "bn.running_var": w(3, init="ones", trainable=False),
+                },
+            ),
+            op("pos", "Greater", "bn", "zero", constants={"zero": c(0.0)}),
+            op("ints", "Cast", "pos", to=7),
+            op("back", "Cast", "ints", to=1),
+            op("y", "Add", "bn", "back"),
+        ],
+    )
+    weights = random_weights(spec, dtype="float64")
+    x = np.random.default_rng(1).normal(size=(5, 3, 4))
+    stack, ref = Stack("torch").build(spec, dtype="float64"), Stack("numpy").build(spec, dtype="float64")
+    stack.set_weights(weights)
+    ref.set_weights(weights)
+    assert sorted(stack.get_weights()) == sorted(p.name for p in spec.layout())
+    trained = {n for n, _ in stack.model.module.named_parameters()}
+    assert trained == {"mm.proj.weight", "bn.bn.s", "bn.bn.b"}
+    got = stack.predict(x)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, ref.predict(x), rtol=1e-12, atol=1e-12)
+    rule, y = Optimizer("adam", lr=0.1), np.zeros(got.shape)
+    for _ in range(2):
+        np.testing.assert_allclose(
+            float(stack.train_step("mse", rule)(x, y)), float(ref.train_step("mse", rule)(x, y)), rtol=1e-10
+        )
+    after, want = stack.get_weights(), ref.get_weights()
+    for name in weights:
+        np.testing.assert_allclose(after[name], want[name], rtol=1e-10, atol=1e-12, err_msg=name)
+    np.testing.assert_array_equal(after["bn.bn.mean"], weights["bn.bn.mean"])
+
+
+def test_predict_never_returns_a_view_of_the_callers_input():
+    """A model that only moves values (an operator node's Transpose, a Flatten layer) gives torch
+    a view of the input: what predict returns must still be the caller's own array."""
+    from sdk_core import Flatten, ModelSpec
+    from sdk_core.testing.op_cases import op
+
+    for spec in (
+        ModelSpec.from_nodes((3, 5), [op("y", "Transpose", "input", perm=[0, 2, 1])]),
+        ModelSpec((3, 5), [Flatten()]),
+    ):
+        x = np.ones((2, 3, 5), np.float32)
+        y = Stack("torch").build(spec).predict(x)
+        y[...] = 7.0
+        assert (x == 1.0).all(), type(spec.layers[0]).__name__

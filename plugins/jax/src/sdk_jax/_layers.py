@@ -2,6 +2,13 @@
 
 ``params`` and ``state`` (batchnorm running statistics) are dicts keyed by canonical names,
 so the canonical layout is the native one.
+
+Activations with 4 dimensions run channels-last (NHWC) inside the network, as XLA's cpu
+convolutions and pools do: an NCHW graph pays a transpose around each convolution, and
+reduce_window max pooling a select_and_scatter in backward (LeNet-5's step was 15 % slower).
+:func:`model_fn` turns the images to NHWC on entry and a 4-d output back on exit; the layers
+whose meaning depends on the axis order (dense, softmax, layernorm, ... over the width) see
+the canonical NCHW.
 """
 
 from __future__ import annotations
@@ -49,19 +56,33 @@ def _attention(params, prefix, x, heads, causal):
     return _linear(params, f"{prefix}o.", ctx.transpose(0, 2, 1, 3).reshape(b, t, d))
 
 
+def _nhwc(x: jax.Array) -> jax.Array:
+    return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+
+
+def _nchw(x: jax.Array) -> jax.Array:
+    return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+
+
 def _pool(x, k, s, op):
+    """NHWC pooling; windows that tile the image (stride = size) as a reshape and a max or
+    mean, whose backward is elementwise (reduce_window's is a slow select_and_scatter)."""
+    if s == k:
+        n, h, w, c = x.shape
+        tiles = x[:, : h // k * k, : w // k * k].reshape(n, h // k, k, w // k, k, c)
+        return tiles.max((2, 4)) if op == "max" else tiles.mean((2, 4))
     init, fn = (-jnp.inf, lax.max) if op == "max" else (0.0, lax.add)
-    y = lax.reduce_window(x, np.asarray(init, x.dtype), fn, (1, 1, k, k), (1, 1, s, s), "VALID")
+    y = lax.reduce_window(x, np.asarray(init, x.dtype), fn, (1, k, k, 1), (1, s, s, 1), "VALID")
     return y if op == "max" else y / (k * k)
 
 
 def _batchnorm(layer: S.BatchNorm, p: str):
     def apply(params, state, x, training, key):
-        axes = (0,) + tuple(range(2, x.ndim))
-        shape = (1, -1) + (1,) * (x.ndim - 2)
+        axes = (0, 1, 2) if x.ndim == 4 else (0,) + tuple(range(2, x.ndim))  # NHWC images
+        shape = (1, 1, 1, -1) if x.ndim == 4 else (1, -1) + (1,) * (x.ndim - 2)
         if training:
             mean, var = x.mean(axes), x.var(axes)
-            n = x.size // x.shape[1]
+            n = x.size // mean.size
             m = layer.momentum
             state = {
                 **state,
@@ -92,12 +113,28 @@ def _stateless(fn):
     return lambda params, state, x, training, key: (fn(params, x, training, key), state)
 
 
-def _concat(xs: list[jax.Array]) -> jax.Array:
-    return jnp.concatenate(xs, axis=1 if xs[0].ndim == 4 else xs[0].ndim - 1)
+def _channels_first(fn: Apply) -> Apply:
+    """``fn`` seeing a 4-d input in the canonical NCHW (its output back to NHWC)."""
+
+    def apply(params, state, x, training, key):
+        y, state = fn(params, state, _nchw(x), training, key)
+        return _nhwc(y), state
+
+    return apply
+
+
+LAYOUT_FREE = {"conv2d", "max_pool2d", "avg_pool2d", "batchnorm", "dropout", "add", "concat"}
+LAYOUT_FREE |= {"global_avg_pool", "flatten", "relu", "tanh", "sigmoid", "gelu"}
+"""Layer types that take NHWC images as they are: elementwise, or written for NHWC here."""
 
 
 def layer_fn(name: str, layer: S.Layer) -> Apply:
-    """Node ``name``'s function; a merge layer's ``x`` is the list of its inputs."""
+    """Node ``name``'s function (4-d activations NHWC); a merge layer's ``x`` is the list of its inputs."""
+    fn = _layer_fn(name, layer)
+    return fn if layer.type in LAYOUT_FREE else _channels_first(fn)
+
+
+def _layer_fn(name: str, layer: S.Layer) -> Apply:
     p = f"{name}."
     if isinstance(layer, S.Dense):
         return _stateless(lambda params, x, tr, k: _linear(params, p, x, layer.bias))
@@ -110,9 +147,9 @@ def layer_fn(name: str, layer: S.Layer) -> Apply:
                 params[p + "weight"],
                 (layer.stride,) * 2,
                 [(pad, pad)] * 2,
-                dimension_numbers=("NCHW", "OIHW", "NCHW"),
+                dimension_numbers=("NHWC", "OIHW", "NHWC"),
             )
-            return y + params[p + "bias"][None, :, None, None] if layer.bias else y
+            return y + params[p + "bias"] if layer.bias else y
 
         return _stateless(conv)
     if isinstance(layer, (S.MaxPool2D, S.AvgPool2D)):
@@ -137,9 +174,9 @@ def layer_fn(name: str, layer: S.Layer) -> Apply:
         return _block(layer, p)
     simple = {
         "add": lambda xs: sum(xs[1:], xs[0]),
-        "concat": _concat,
-        "global_avg_pool": lambda x: x.mean((2, 3)) if x.ndim == 4 else x.mean(1),
-        "flatten": lambda x: x.reshape(x.shape[0], -1),
+        "concat": lambda xs: jnp.concatenate(xs, axis=-1),  # channels of NHWC images, features otherwise
+        "global_avg_pool": lambda x: x.mean((1, 2)) if x.ndim == 4 else x.mean(1),
+        "flatten": lambda x: _nchw(x).reshape(x.shape[0], -1),  # the canonical (C, H, W) order
         "relu": jax.nn.relu,
         "tanh": jnp.tanh,
         "sigmoid": jax.nn.sigmoid,
@@ -154,7 +191,10 @@ def model_fn(spec: ModelSpec, remat: bool = False) -> Apply:
     """The whole network as one pure function; with ``remat``, each transformer block is
     wrapped in ``jax.checkpoint``: its insides are recomputed during backward. A graph spec's
     nodes read the outputs ``spec.sources`` names (``-1``: the model's input)."""
-    fns = [layer_fn(n, l) for n, l in zip(spec.node_names, spec.layers, strict=True)]
+    from ._ops import op_fn  # operator nodes; _ops builds on this module's layout helpers
+
+    names = spec.node_names
+    fns = [op_fn(spec, i) if isinstance(l, S.Op) else layer_fn(names[i], l) for i, l in enumerate(spec.layers)]
     if remat:
         fns = [
             jax.checkpoint(fn, static_argnums=(3,)) if isinstance(l, S.TransformerBlock) else fn
@@ -164,9 +204,10 @@ def model_fn(spec: ModelSpec, remat: bool = False) -> Apply:
         return _graph_fn(fns, spec)
 
     def apply(params, state, x, training, key):
+        x = _nhwc(x)
         for i, fn in enumerate(fns):
             x, state = fn(params, state, x, training, jax.random.fold_in(key, i))
-        return x, state
+        return _nchw(x), state
 
     return apply
 
@@ -176,10 +217,10 @@ def _graph_fn(fns: list[Apply], spec: ModelSpec) -> Apply:
     nodes = [(fn, sources, layer.merge) for fn, sources, layer in zip(fns, spec.sources, spec.layers, strict=True)]
 
     def apply(params, state, x, training, key):
-        outs = {-1: x}
+        outs = {-1: _nhwc(x)}
         for i, (fn, sources, merge) in enumerate(nodes):
             h = [outs[j] for j in sources] if merge else outs[sources[0]]
             outs[i], state = fn(params, state, h, training, jax.random.fold_in(key, i))
-        return outs[len(nodes) - 1], state
+        return _nchw(outs[len(nodes) - 1]), state
 
     return apply

@@ -36,7 +36,7 @@ def start_from_environ() -> None:
         os.dup2(2, 1)  # gloo announces its connection on standard output, which is for results
         try:
             jax.distributed.initialize(
-                coordinator_address=f"{world.address}:{world.port}",
+                coordinator_address=f"{world.address}:{world.coordinator_port}",  # torchrun's store holds port
                 num_processes=world.size,
                 process_id=world.rank,
                 initialization_timeout=int(world.timeout),

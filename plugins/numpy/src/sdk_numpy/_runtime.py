@@ -9,9 +9,11 @@ import numpy as np
 
 from sdk_core import BuildRequest, ModelSpec, Optimizer, StepRequest
 from sdk_core.model.optim import OptimizerState
+from sdk_core.model.spec import Op
 
 from . import _parallel
 from ._layers import LOSSES, make_op
+from ._ops import FoldedNode, OpNode
 from ._optim import Updater
 
 
@@ -23,7 +25,14 @@ class NumpyModel:
         self.rng = np.random.default_rng(seed)
         # zeros until the core sets the canonical weights (initial or loaded): no second init
         self.params: dict[str, np.ndarray] = {p.name: np.zeros(p.shape, self.dtype) for p in spec.layout()}
-        self.ops = [make_op(n, layer, self.rng) for n, layer in zip(spec.node_names, spec.layers, strict=True)]
+        self.ops = [
+            make_op(n, layer, self.rng)
+            if not isinstance(layer, Op)
+            else OpNode(plan, self.dtype)
+            if plan is not None
+            else FoldedNode("")
+            for n, layer, plan in zip(spec.node_names, spec.layers, spec.plans, strict=True)
+        ]
         for op, sources in zip(self.ops, spec.sources, strict=True):
             op.arity = len(sources)
             op.input_grad = sources != (-1,)  # no gradient for the model's input
@@ -61,6 +70,8 @@ class NumpyModel:
         douts: dict[int, np.ndarray] = {len(self.ops) - 1: dout}
         for i in range(len(self.ops) - 1, -1, -1):
             op, sources = self.ops[i], self.spec.sources[i]
+            if i not in douts:  # no gradient reaches it: a folded node, or an integer or bool result
+                continue
             d = op.backward(self.params, grads, douts.pop(i))
             for j, dj in zip(sources, d if op.arity > 1 else [d], strict=True):
                 if dj is not None:

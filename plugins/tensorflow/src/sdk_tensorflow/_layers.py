@@ -17,6 +17,7 @@ from sdk_core import ModelSpec
 from sdk_core.model import spec as S
 
 from ._framework import keras, tf
+from ._ops import OpLayer
 
 
 class BatchNorm(keras.layers.Layer):
@@ -177,7 +178,14 @@ class SpecModel(keras.Model):
 
     def __init__(self, spec: ModelSpec, dtype: str, seed: int) -> None:
         super().__init__(dtype=dtype)
-        self.blocks = [_layer(l, spec.input_shape_of(i), dtype, seed + i) for i, l in enumerate(spec.layers)]
+        self.blocks = [
+            _layer(l, spec.input_shape_of(i), dtype, seed + i)
+            if not isinstance(l, S.Op)
+            else OpLayer(spec, i, dtype)
+            if spec.plans[i] is not None
+            else None  # a node the core folded: nothing runs
+            for i, l in enumerate(spec.layers)
+        ]
         self.graph = _graph(spec, self.blocks, dtype) if spec.is_graph else None
         self.nhwc = [_nhwc(l, spec.input_shape_of(i)) for i, l in enumerate(spec.layers)]
         self.keep = [isinstance(l, ELEMENTWISE) for l in spec.layers]
@@ -210,6 +218,10 @@ def _graph(spec: ModelSpec, blocks: list[Callable], dtype: str) -> keras.Model:
         return have[channels_last]
 
     for i, (layer, block, sources) in enumerate(zip(spec.layers, blocks, spec.sources, strict=True)):
+        if isinstance(layer, S.Op):  # channels-first, reading the inputs the core did not fold
+            live = [read(j, False) for j in sources if spec.dtypes[j + 1] != "folded"]
+            outs.append({False: block(live if len(live) > 1 else live[0])} if block is not None else {})
+            continue
         shape = spec.input_shape_of(i)
         if len(shape) != 3:
             channels_last = False
@@ -254,6 +266,8 @@ def variables(spec: ModelSpec, model: SpecModel) -> dict[str, tuple]:
             out[p + "running_mean"], out[p + "running_var"] = (block.moving_mean, None), (block.moving_var, None)
         elif isinstance(layer, S.LayerNorm):
             out.update(_norm(p, block))
+        elif isinstance(layer, S.Op) and block is not None:
+            out.update(block.canonical())
         elif isinstance(layer, S.Embedding):
             out[p + "weight"] = (block.table, None)
             if layer.max_len:

@@ -5,7 +5,8 @@ TensorFlow's collectives must be configured before its first operation, so the s
 made when this plugin's runtime loads in a process that a launcher made part of a job. The
 cluster comes from ``TF_CONFIG`` when the user set it (any cluster), else from SLURM's node
 list (``SlurmClusterResolver``), else, when every worker runs on this host (``sdk launch`` and
-torchrun set ``LOCAL_WORLD_SIZE``), from ``MASTER_ADDR`` with ports ``MASTER_PORT + 1 + rank``.
+torchrun set ``LOCAL_WORLD_SIZE``), from ``MASTER_ADDR`` with ports ``coordinator_port + rank``
+(``MASTER_PORT + 1 + rank`` unless ``SDK_CORE_COORDINATOR_PORT`` is set).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _resolver(world: World, environ=os.environ):
     if "TF_CONFIG" in environ:
         return resolvers.TFConfigClusterResolver()
     if "SLURM_PROCID" in environ and "RANK" not in environ and int(environ.get("SLURM_NNODES", "1")) > 1:
-        return resolvers.SlurmClusterResolver(port_base=world.port + 1)
+        return resolvers.SlurmClusterResolver(port_base=world.coordinator_port)
     local = environ.get("LOCAL_WORLD_SIZE")
     one_host = int(local) == world.size if local is not None else int(environ.get("SLURM_NNODES", "1")) == 1
     if not one_host:
@@ -38,7 +39,7 @@ def _resolver(world: World, environ=os.environ):
             "a TensorFlow job over several hosts needs their addresses: set TF_CONFIG on each worker "
             "(see docs/distributed.md), or run it under SLURM"
         )
-    workers = [f"{world.address}:{world.port + 1 + rank}" for rank in range(world.size)]
+    workers = [f"{world.address}:{world.coordinator_port + rank}" for rank in range(world.size)]
     return resolvers.SimpleClusterResolver(
         tf.train.ClusterSpec({"worker": workers}), task_type="worker", task_id=world.rank, rpc_layer="grpc"
     )

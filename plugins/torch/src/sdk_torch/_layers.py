@@ -13,6 +13,8 @@ from torch.utils.checkpoint import checkpoint
 from sdk_core import ModelSpec
 from sdk_core.model import spec as S
 
+from . import _ops
+
 
 class TokenEmbedding(nn.Embedding):
     """Token embedding plus learned positions (``position``) when ``max_len`` > 0."""
@@ -87,9 +89,7 @@ class Graph(nn.ModuleDict):
     """A graph spec's nodes, run in order; each output is kept until its last reader."""
 
     def __init__(self, spec: ModelSpec) -> None:
-        super().__init__(
-            {n: _layer(l, spec.input_shape_of(i)) for i, (n, l) in enumerate(zip(spec.names, spec.layers, strict=True))}
-        )
+        super().__init__({n: _node(spec, i) for i, n in enumerate(spec.names)})
         self.sources, self.frees = spec.sources, spec.frees
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,10 +137,18 @@ def _layer(layer: S.Layer, shape: tuple[int, ...]) -> nn.Module:
     return simple[layer.type]()
 
 
+def _node(spec: ModelSpec, i: int) -> nn.Module:
+    """Node ``i``'s module: an operator node's from its plan, a layer's from its input shape."""
+    layer = spec.layers[i]
+    if isinstance(layer, S.Op):
+        return _ops.node(spec.node_names[i], layer, spec.plans[i])
+    return _layer(layer, spec.input_shape_of(i))
+
+
 def build(spec: ModelSpec) -> nn.Module:
     if spec.is_graph:
         return Graph(spec)
-    return nn.Sequential(*(_layer(l, spec.shapes[i]) for i, l in enumerate(spec.layers)))
+    return nn.Sequential(*(_node(spec, i) for i in range(len(spec.layers))))
 
 
 def linear_weights(model: nn.Module) -> set[str]:

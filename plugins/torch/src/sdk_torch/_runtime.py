@@ -233,7 +233,9 @@ def predict(model: TorchModel) -> Callable[[np.ndarray], np.ndarray]:
     def run(x: np.ndarray) -> np.ndarray:
         if module.training:
             module.eval()
-        return module(model.tensor(x)).cpu().numpy()
+        y = module(model.tensor(x)).cpu().numpy()
+        # a model that only moves values (Flatten, a Transpose node) returns a view of the input
+        return y.copy() if np.may_share_memory(y, x) else y
 
     return run
 
