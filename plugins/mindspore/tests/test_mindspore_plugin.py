@@ -1,4 +1,5 @@
-"""MindSpore plugin specifics: lazy import, one device target per process, tanh accuracy."""
+"""MindSpore plugin specifics: lazy import, one device target per process, tanh accuracy,
+operator nodes beyond the kit's cases (1-d and 3-d windows, ties, canonical names)."""
 
 import subprocess
 import sys
@@ -140,3 +141,106 @@ def test_batchnorm_steps_like_the_reference(shape, batch):
     for name in reference:
         np.testing.assert_allclose(ours[name], reference[name], rtol=1e-4, atol=1e-5, err_msg=name)
     np.testing.assert_allclose(stacks[0].predict(x), stacks[1].predict(x), rtol=1e-4, atol=1e-4)
+
+
+def _steps_like_the_reference(spec, x):
+    """Forward and one sgd step (mse) of ``spec`` on mindspore and numpy, same weights."""
+    import numpy as np
+
+    from sdk_core import Optimizer
+    from sdk_core.testing.cases import random_weights
+
+    weights = random_weights(spec)
+    stacks = [Stack(name).build(spec) for name in ("mindspore", "numpy")]
+    y = np.zeros((len(x), *spec.output_shape), np.float32)
+    losses = []
+    for stack in stacks:
+        stack.set_weights(weights)
+        losses.append(float(stack.train_step("mse", Optimizer("sgd", lr=0.5))(x, y)))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    ours, reference = (s.get_weights() for s in stacks)
+    assert set(ours) == set(weights)
+    for name in reference:
+        np.testing.assert_allclose(ours[name], reference[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(stacks[0].predict(x), stacks[1].predict(x), rtol=1e-4, atol=1e-5)
+
+
+def _window_specs():
+    from sdk_core import ModelSpec
+    from sdk_core.testing.op_cases import c, op, w
+
+    clip = {"lo": c(-0.3), "hi": c(0.3)}  # ties at the bounds, whose gradient Clip passes
+    return {
+        "1d": ModelSpec.from_nodes(
+            (4, 9),
+            [
+                op("pre", "Mul", "input", "g", weights={"g": w(4, 9)}),
+                op(
+                    "conv",
+                    "Conv",
+                    "pre",
+                    "W",
+                    "B",
+                    weights={"W": w(6, 2, 3), "B": w(6)},
+                    group=2,
+                    dilations=[2],
+                    pads=[2, 1],
+                ),
+                op("clip", "Clip", "conv", "lo", "hi", constants=clip),
+                op("y", "MaxPool", "clip", kernel_shape=[3], strides=[2], pads=[1, 1]),
+            ],
+        ),
+        "2d_ties": ModelSpec.from_nodes(
+            (2, 5, 5),
+            [
+                op("pre", "Mul", "input", "g", weights={"g": w(2, 5, 5)}),
+                op("clip", "Clip", "pre", "lo", "hi", constants=clip),
+                op("y", "MaxPool", "clip", kernel_shape=[3, 2], strides=[1, 2], pads=[0, 1, 1, 0]),
+            ],
+        ),
+        "3d": ModelSpec.from_nodes(
+            (2, 3, 4, 4),
+            [
+                op(
+                    "conv",
+                    "Conv",
+                    "input",
+                    "W",
+                    weights={"W": w(3, 2, 2, 1, 2)},
+                    strides=[1, 2, 1],
+                    pads=[0, 1, 1, 1, 0, 0],
+                ),
+                op("y", "AveragePool", "conv", kernel_shape=[2, 2, 2], pads=[1, 0, 1, 0, 1, 0], count_include_pad=0),
+            ],
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", ["1d", "2d_ties", "3d"])
+def test_operator_windows_step_like_the_reference(case):
+    # the kit's windows are 2-d (ops.unfold); 1-d and 3-d take the strided-slice path. Max
+    # pooling's gradient goes to each window's first maximum, ties (at Clip's bounds) included
+    import numpy as np
+
+    spec = _window_specs()[case]
+    x = np.random.default_rng(3).normal(size=(3, *spec.input_shape)).astype(np.float32) * 2
+    _steps_like_the_reference(spec, x)
+
+
+def test_operator_nodes_keep_canonical_names_in_sequential_and_graph_specs():
+    # a sequential spec's operator nodes read the layer before; a weight key may hold '.', '-'
+    import numpy as np
+
+    from sdk_core import Dense, ModelSpec
+    from sdk_core.model.spec import Op
+    from sdk_core.testing.op_cases import op, w
+
+    sequential = ModelSpec((5,), [Dense(4), Op("Tanh"), Op("LogSoftmax")])
+    graph = ModelSpec.from_nodes(
+        (3, 5),
+        [op("y", "LayerNormalization", "input", "ln.scale-1", "b", weights={"ln.scale-1": w(5), "b": w(5)})],
+    )
+    rng = np.random.default_rng(4)
+    _steps_like_the_reference(sequential, rng.normal(size=(4, 5)).astype(np.float32))
+    _steps_like_the_reference(graph, rng.normal(size=(4, 3, 5)).astype(np.float32))
+    assert set(Stack("mindspore").build(graph).get_weights()) == {"y.ln.scale-1", "y.b"}

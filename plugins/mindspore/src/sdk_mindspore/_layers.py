@@ -222,6 +222,14 @@ def _cell(layer: S.Layer, shape: tuple[int, ...], unfold: bool) -> nn.Cell:
     return simple[layer.type]()
 
 
+def _node(spec: ModelSpec, i: int, unfold: bool) -> nn.Cell:
+    if isinstance(spec.layers[i], S.Op):
+        from ._ops import op_cell  # _ops builds on this module's cells
+
+        return op_cell(spec, i)
+    return _cell(spec.layers[i], spec.input_shape_of(i), unfold)
+
+
 class Graph(nn.Cell):
     """A graph spec's nodes run in order, each fed from ``spec.sources``. Outputs sit in a list
     of slots; a slot is reused once the last node reading its output has run, so eager runs
@@ -229,7 +237,7 @@ class Graph(nn.Cell):
 
     def __init__(self, spec: ModelSpec, unfold: bool) -> None:
         super().__init__()
-        self.nodes = nn.CellList([_cell(l, spec.input_shape_of(i), unfold) for i, l in enumerate(spec.layers)])
+        self.nodes = nn.CellList([_node(spec, i, unfold) for i in range(len(spec.layers))])
         self.merges = tuple(l.merge for l in spec.layers)
         slot_of, free, reads, writes = {-1: 0}, [], [], []
         for i, (row, done) in enumerate(zip(spec.sources, spec.frees, strict=True)):
@@ -248,9 +256,10 @@ class Graph(nn.Cell):
 
 
 def build(spec: ModelSpec, unfold: bool = False) -> nn.Cell:
-    """The network of ``spec``; ``unfold`` (the CPU target): every convolution but a 1 x 1,
-    stride-1, unpadded one as an :class:`UnfoldConv2d`."""
-    if spec.is_graph:
+    """The network of ``spec`` (a :class:`Graph` where it has operator nodes, ``_ops``);
+    ``unfold`` (the CPU target): every convolution but a 1 x 1, stride-1, unpadded one as an
+    :class:`UnfoldConv2d`."""
+    if spec.is_graph or any(isinstance(l, S.Op) for l in spec.layers):
         return Graph(spec, unfold)
     return nn.SequentialCell([_cell(l, spec.shapes[i], unfold) for i, l in enumerate(spec.layers)])
 

@@ -1,6 +1,7 @@
 """Data-parallel training on MindSpore's ``communication`` package: its dynamic cluster (a
 scheduler process and one worker per rank, over TCP) and ``AllReduce`` inside the compiled
-step. Rank 0 starts the scheduler on ``MASTER_ADDR:MASTER_PORT``; the environment MindSpore
+step. Rank 0 starts the scheduler on ``MASTER_ADDR`` at the world's coordinator port
+(``MASTER_PORT + 1`` unless ``SDK_CORE_COORDINATOR_PORT``); the environment MindSpore
 reads (``MS_ROLE``, ``MS_SCHED_HOST``, ``MS_SCHED_PORT``, ``MS_WORKER_NUM``, ``MS_NODE_ID``)
 is set from the world the launcher described (``sdk launch``, torchrun, srun).
 """
@@ -25,7 +26,7 @@ _JOINED: list[int] = []
 def _environment(world: World) -> dict[str, str]:
     return {
         "MS_SCHED_HOST": world.address,
-        "MS_SCHED_PORT": str(world.port),
+        "MS_SCHED_PORT": str(world.coordinator_port),  # torchrun's store holds world.port
         "MS_WORKER_NUM": str(world.size),
         "MS_NODE_ID": str(world.rank),
         "MS_TOPO_TIMEOUT": str(int(world.timeout)),
