@@ -5,7 +5,6 @@ a framework's own coordinator (JAX's, MindSpore's scheduler) listens on the next
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
 import shutil
@@ -17,20 +16,12 @@ import pytest
 import sdk_core
 from sdk_core.distributed.launch import free_port
 
+from .test_distributed import PARALLEL
+
 SDK = [sys.executable, "-m", "sdk_core"]
 TRAIN = ["train", "--model", "mlp", "--epochs", "1", "--batch-size", "32", "--json"]
 FRAMEWORKS = sdk_core.PluginManager().frameworks()
-# the reference sums its gradients with torch.distributed's gloo
-ENGINES = {"numpy": "torch", "torch": "torch", "jax": "jax", "tensorflow": "tensorflow", "mindspore": "mindspore"}
-EVERY = [
-    pytest.param(
-        name,
-        marks=pytest.mark.skipif(
-            name not in FRAMEWORKS or importlib.util.find_spec(engine) is None, reason=f"needs sdk-{name} and {engine}"
-        ),
-    )
-    for name, engine in ENGINES.items()
-]
+EVERY = PARALLEL  # each framework, skipped where its plugin or its engine is missing
 # the launchers' variables of the process running the tests would make every run a worker
 LAUNCHED = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID")
 CLEAN = {k: v for k, v in os.environ.items() if k not in LAUNCHED and k != "SDK_CORE_COORDINATOR_PORT"}

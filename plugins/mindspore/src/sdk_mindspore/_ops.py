@@ -305,25 +305,22 @@ class Index(nn.Cell):
 
 
 class Gather(nn.Cell):
+    """Gather along ``axis`` (of size ``size``), negative indices counting from the end."""
+
     def __init__(self, axis: int, size: int) -> None:
         super().__init__()
         self.axis, self.size = axis, size
 
-    def construct(self, args):
-        index = args[1]
-        index = ops.where(index < 0, index + self.size, index)
-        return ops.gather(args[0], index, self.axis)
-
-
-class GatherElements(nn.Cell):
-    def __init__(self, axis: int, size: int) -> None:
-        super().__init__()
-        self.axis, self.size = axis, size
+    def indices(self, index):
+        return ops.where(index < 0, index + self.size, index)
 
     def construct(self, args):
-        index = args[1]
-        index = ops.where(index < 0, index + self.size, index)
-        return ops.gather_elements(args[0], self.axis, index)
+        return ops.gather(args[0], self.indices(args[1]), self.axis)
+
+
+class GatherElements(Gather):
+    def construct(self, args):
+        return ops.gather_elements(args[0], self.axis, self.indices(args[1]))
 
 
 class Expand(nn.Cell):
