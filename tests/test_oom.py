@@ -94,9 +94,8 @@ OOM = {  # a framework's own allocation of 2.56 GB, warmed up first so importing
 }
 
 
-@pytest.mark.parametrize("framework", sorted(OOM))
-def test_each_frameworks_allocation_failure_is_device_out_of_memory(framework, request):
-    request.applymarker(pytest.mark.needs_framework(framework))
+@pytest.mark.parametrize("framework", [pytest.param(f, marks=pytest.mark.needs_framework(f)) for f in sorted(OOM)])
+def test_each_frameworks_allocation_failure_is_device_out_of_memory(framework):
     warm, allocate = OOM[framework]
     out = limited(f"""
         import json

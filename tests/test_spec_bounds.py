@@ -103,6 +103,7 @@ def test_out_of_range_schedule_field_is_refused_naming_it(field, value):
         Schedule("exponential", **{field: value})
 
 
+@pytest.mark.needs_framework("numpy")
 def test_cli_train_refuses_them_in_one_line(tmp_path):
     spec = tmp_path / "spec.json"
     layers = [{"type": "layernorm", "eps": 1e18}, {"type": "dense", "units": 10}]

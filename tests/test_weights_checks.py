@@ -15,6 +15,8 @@ from safetensors.numpy import save_file
 from sdk_core import Stack, WeightsError
 from sdk_core.model.spec import Dense, ModelSpec, ReLU
 
+pytestmark = pytest.mark.needs_framework("numpy")  # every check loads into a numpy stack
+
 SPEC = ModelSpec((4,), [Dense(3), ReLU(), Dense(2)])
 
 

@@ -753,6 +753,9 @@ class ModelSpec:
             label = f"node '{names[i]}'" if graph else f"layer {i}"
             if not isinstance(layer, Layer):
                 raise SpecError(f"{label}: not a layer spec (got {type(layer).__name__})")
+            if not isinstance(layer, Op) and layer.merge != (len(sources[i]) > 1):
+                want = "two or more inputs" if layer.merge else "one input"
+                raise SpecError(f"{label} ({layer.type}) takes {want} (got {len(sources[i])})")
             try:
                 if isinstance(layer, Op):
                     node_inputs = inputs[i] or ((names[i - 1] if i else "input"),)
@@ -787,9 +790,6 @@ class ModelSpec:
         ops_read_ids = any(isinstance(l, Op) for l in self.layers)  # Gather on the ids, say
         if not i and is_embedding != (self.input_dtype == "int64") and not (ops_read_ids and not is_embedding):
             raise SpecError("int64 inputs need an embedding first layer, and an embedding needs 'input_dtype' int64")
-        if layer.merge != (len(sources) > 1):
-            want = "two or more inputs" if layer.merge else "one input"
-            raise SpecError(f"takes {want} (got {len(sources)})")
         for j in sources:
             v = values[j + 1]
             if isinstance(v, Folded):
