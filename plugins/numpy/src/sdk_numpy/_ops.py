@@ -104,28 +104,22 @@ def _clip(args: Sequence[Any], a: dict, out: np.ndarray, dy: np.ndarray) -> Grad
 
 
 def _reduce(kind: str) -> Callable[[Sequence[Any], dict, np.ndarray, np.ndarray], Grads]:
+    """ReduceSum, ReduceMean or ReduceMax: the output's gradient spread back over the reduced
+    axes, evenly (mean), whole (sum), or to the maxima (ties share, as the subgradient allows)."""
+
     def grad(args: Sequence[Any], a: dict, out: np.ndarray, dy: np.ndarray) -> Grads:
         x = args[0]
         axes = R.reduce_axes(args, a)
         if not axes:
             return _floats(args, [dy])
         keep_dy = dy if a["keepdims"] else np.expand_dims(dy, axes)
+        if kind == "max":
+            hit = (x == (out if a["keepdims"] else np.expand_dims(out, axes))).astype(x.dtype)
+            return _floats(args, [keep_dy * hit / hit.sum(axis=axes, keepdims=True)])
         scale = 1.0 / math.prod(x.shape[i] for i in axes) if kind == "mean" else 1.0
         return _floats(args, [np.broadcast_to(keep_dy * scale, x.shape)])
 
     return grad
-
-
-def _reduce_max(args: Sequence[Any], a: dict, out: np.ndarray, dy: np.ndarray) -> Grads:
-    x = args[0]
-    axes = R.reduce_axes(args, a)
-    if not axes:
-        return _floats(args, [dy])
-    keep_out = out if a["keepdims"] else np.expand_dims(out, axes)
-    keep_dy = dy if a["keepdims"] else np.expand_dims(dy, axes)
-    hit = (x == keep_out).astype(x.dtype)
-    hit = hit / hit.sum(axis=axes, keepdims=True)  # ties share, as the subgradient allows
-    return _floats(args, [keep_dy * hit])
 
 
 def _softmax(args: Sequence[Any], a: dict, out: np.ndarray, dy: np.ndarray) -> Grads:
@@ -328,7 +322,7 @@ GRAD: dict[str, Callable[[Sequence[Any], dict, np.ndarray, np.ndarray], Grads]] 
     "Cast": lambda args, a, out, dy: _floats(args, [dy] if np.asarray(out).dtype.kind == "f" else [None]),
     "ReduceMean": _reduce("mean"),
     "ReduceSum": _reduce("sum"),
-    "ReduceMax": _reduce_max,
+    "ReduceMax": _reduce("max"),
     "Softmax": _softmax,
     "LogSoftmax": _log_softmax,
     "LayerNormalization": _layer_norm,
