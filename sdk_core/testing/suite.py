@@ -36,10 +36,13 @@ class ConformanceSuite:
     training cases are skipped, and training must be refused clearly), one that makes int8
     models adds ``int8`` (its int8 model is checked against the float one).
 
-    ``exclusions`` maps a feature id (``layer:<type>``, ``optimizer:<name>``, ``loss:<name>``,
-    ``schedule:<kind>``, ``dtype:float64``) to the reason the plugin does not support it. Tests
-    needing an excluded feature are skipped with that reason in the report, and the feature
-    must fail with a clear sdk_core error rather than run.
+    ``exclusions`` maps a feature id (``layer:<type>``, ``op:<Operator>``, ``optimizer:<name>``,
+    ``loss:<name>``, ``schedule:<kind>``, ``dtype:float64``, ...) to the reason the plugin does
+    not support it; it may only name features the plugin declares unsupported
+    (``FrameworkHooks(unsupported=...)``). Tests needing a declared or excluded feature are
+    skipped with the reason in the report, and the feature must fail with a clear sdk_core
+    error rather than run. An undeclared feature is presumed supported: a failing case ends
+    with a note naming the features it used and how to declare one.
     """
 
     framework: ClassVar[str] = ""
