@@ -37,6 +37,12 @@ def old_site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     return site
 
 
+def run_kit(site: Site, folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """pytest on a plugin's kit file in ``folder``, with ``site``'s distributions installed."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+    return subprocess.run(command, cwd=folder, env=site.env(), capture_output=True, text=True, timeout=1200)
+
+
 # -- scripts: every 0.1 module path --------------------------------------------------------------
 @pytest.mark.parametrize("module", sorted(MOVED))
 def test_every_01_module_path_works_with_one_warning_naming_the_new_home(module: str) -> None:
@@ -139,14 +145,7 @@ def test_01_framework_plugin_trains_predicts_and_refuses_what_it_cannot_know(old
 @pytest.mark.needs_framework("numpy")
 def test_01_framework_plugin_passes_the_conformance_kit(old_site: Site, tmp_path: Path) -> None:
     shutil.copy(COMPAT / "sdk-npnpu" / "tests" / "test_conformance.py", tmp_path / "test_conformance.py")
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "test_conformance.py"],
-        cwd=tmp_path,
-        env=old_site.env(),
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    run = run_kit(old_site, tmp_path, "-x", "test_conformance.py")
     assert run.returncode == 0, run.stdout[-3000:]
     assert " passed" in run.stdout.splitlines()[-1] and "failed" not in run.stdout.splitlines()[-1]
 
@@ -168,14 +167,7 @@ def test_a_feature_used_but_not_declared_fails_the_kit_saying_what_to_declare(si
         "from sdk_core.testing import ConformanceSuite\n\n\n"
         "class TestConformance(ConformanceSuite):\n    framework = 'claims'\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "fp16_skips", "test_kit.py"],
-        cwd=tmp_path,
-        env=site.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_kit(site, tmp_path, "-k", "fp16_skips", "test_kit.py")
     assert run.returncode == 1, run.stdout[-3000:]
     assert (
         "this case uses layer:dense, layer:relu, loss:mse, optimizer:sgd, precision:fp16, which plugin 'claims'"

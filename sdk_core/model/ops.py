@@ -46,7 +46,6 @@ class OpDef:
     infer: Callable[[list[Value | None], dict[str, Any]], tuple[Shape, str]]
     defaults: dict[str, Any] = attrs.field(factory=dict)
     static: tuple[int, ...] = ()
-    grad: tuple[int, ...] = (0,)  # the inputs a gradient flows to (those that are float)
 
 
 def fail(message: str) -> SpecError:
@@ -478,37 +477,36 @@ _REDUCE = {"axes": None, "keepdims": 1, "noop_with_empty_axes": 0}
 OPS: dict[str, OpDef] = {
     d.name: d
     for d in (
-        OpDef("MatMul", (2, 2), matmul, grad=(0, 1)),
-        OpDef("Gemm", (2, 3), gemm, {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}, grad=(0, 1, 2)),
-        *(OpDef(n, (2, 2), _EW, grad=(0, 1)) for n in ("Add", "Sub", "Mul", "Div")),
-        OpDef("Pow", (2, 2), _EW, grad=(0,)),
+        OpDef("MatMul", (2, 2), matmul),
+        OpDef("Gemm", (2, 3), gemm, {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}),
+        *(OpDef(n, (2, 2), _EW) for n in ("Add", "Sub", "Mul", "Div")),
+        OpDef("Pow", (2, 2), _EW),
         *(OpDef(n, (1, 1), same()) for n in ("Sqrt", "Exp", "Log", "Neg", "Abs", "Erf", "Tanh", "Sigmoid", "Relu")),
         OpDef("LeakyRelu", (1, 1), same(), {"alpha": 0.01}),
         OpDef("Clip", (1, 3), same(), static=(1, 2)),
-        *(OpDef(n, (1, None), _EW, grad=tuple(range(16))) for n in ("Min", "Max")),
-        OpDef("Where", (3, 3), where, grad=(1, 2)),
-        *(OpDef(n, (2, 2), elementwise("bool", floats=False), grad=()) for n in ("Equal", "Less", "Greater")),
-        OpDef("Not", (1, 1), same("bool", floats=False), grad=()),
-        OpDef("And", (2, 2), elementwise("bool", floats=False), grad=()),
+        *(OpDef(n, (1, None), _EW) for n in ("Min", "Max")),
+        OpDef("Where", (3, 3), where),
+        *(OpDef(n, (2, 2), elementwise("bool", floats=False)) for n in ("Equal", "Less", "Greater")),
+        OpDef("Not", (1, 1), same("bool", floats=False)),
+        OpDef("And", (2, 2), elementwise("bool", floats=False)),
         OpDef("Cast", (1, 1), cast, {"to": 1, "saturate": 1}),
-        OpDef("IsNaN", (1, 1), same("bool"), grad=()),
+        OpDef("IsNaN", (1, 1), same("bool")),
         *(OpDef(n, (1, 2), reduced, _REDUCE, static=(1,)) for n in ("ReduceMean", "ReduceSum", "ReduceMax")),
         OpDef("Softmax", (1, 1), softmax, {"axis": -1}),
         OpDef("LogSoftmax", (1, 1), softmax, {"axis": -1}),
-        OpDef("LayerNormalization", (2, 3), layer_norm, {"axis": -1, "epsilon": 1e-5, "stash_type": 1}, grad=(0, 1, 2)),
+        OpDef("LayerNormalization", (2, 3), layer_norm, {"axis": -1, "epsilon": 1e-5, "stash_type": 1}),
         OpDef(
             "BatchNormalization",
             (5, 5),
             batch_norm,
             {"epsilon": 1e-5, "momentum": 0.9, "training_mode": 0},
-            grad=(0, 1, 2),
         ),
         OpDef("Reshape", (2, 2), reshape, {"allowzero": 0}, static=(1,)),
         OpDef("Transpose", (1, 1), transpose, {"perm": None}),
         OpDef("Flatten", (1, 1), flatten, {"axis": 1}),
         OpDef("Squeeze", (1, 2), squeeze, {"axes": None}, static=(1,)),
         OpDef("Unsqueeze", (1, 2), unsqueeze, {"axes": None}, static=(1,)),
-        OpDef("Concat", (1, None), concat, {"axis": None}, grad=tuple(range(64))),
+        OpDef("Concat", (1, None), concat, {"axis": None}),
         OpDef("Split", (1, 2), split, {"axis": 0, "num_outputs": None, "output": 0}, static=(1,)),
         OpDef("Slice", (3, 5), slice_, static=(1, 2, 3, 4)),
         OpDef("Gather", (2, 2), gather, {"axis": 0}),
@@ -521,16 +519,15 @@ OPS: dict[str, OpDef] = {
             (2, 3),
             conv,
             {"auto_pad": "NOTSET", "dilations": [], "group": 1, "kernel_shape": [], "pads": [], "strides": []},
-            grad=(0, 1, 2),
         ),
         OpDef("MaxPool", (1, 1), pool, {**_POOL, "dilations": [], "storage_order": 0}),
         OpDef("AveragePool", (1, 1), pool, {**_POOL, "count_include_pad": 0}),
         OpDef("GlobalAveragePool", (1, 1), global_pool),
         OpDef("Pad", (2, 4), pad, {"mode": "constant"}, static=(1, 2, 3)),
         # shape-only: folded into constants when the spec is built (see fold)
-        OpDef("Shape", (1, 1), folded_only, {"start": 0, "end": None}, grad=()),
-        OpDef("Range", (3, 3), folded_only, grad=()),
-        OpDef("ConstantOfShape", (1, 1), folded_only, {"value": 0.0}, grad=()),
+        OpDef("Shape", (1, 1), folded_only, {"start": 0, "end": None}),
+        OpDef("Range", (3, 3), folded_only),
+        OpDef("ConstantOfShape", (1, 1), folded_only, {"value": 0.0}),
     )
 }
 """Every operator an :class:`~sdk_core.model.spec.Op` may name, by ONNX name."""
