@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
     from .model.weights import load_weights, save_weights
     from .plugins.requests import (
         BuildRequest,
+        DecodeRequest,
         OptimizerStateRequest,
         PredictRequest,
         QuantizeRequest,
@@ -65,7 +66,8 @@ if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
     )
     from .runtime.select import usable_stacks
     from .runtime.stack import History, Stack, load_spec
-    from .runtime.world import DataParallel
+    from .model.onnx_import import import_onnx
+    from .runtime.world import DataParallel, Sharded
 
 _LAZY = {
     "model.data": ("counting_text", "digits"),
@@ -100,11 +102,13 @@ _LAZY = {
         "Weight",
     ),
     "runtime.stack": ("History", "Stack", "load_spec"),
-    "runtime.world": ("DataParallel",),
+    "runtime.world": ("DataParallel", "Sharded"),
+    "model.onnx_import": ("import_onnx",),
     "runtime.select": ("usable_stacks",),
     "model.weights": ("load_weights", "save_weights"),
     "plugins.requests": (
         "BuildRequest",
+        "DecodeRequest",
         "OptimizerStateRequest",
         "PredictRequest",
         "QuantizeRequest",
@@ -142,6 +146,7 @@ __all__ = [
     "Constant",
     "Conv2D",
     "DataParallel",
+    "DecodeRequest",
     "Dense",
     "DeviceInfo",
     "DeviceOutOfMemory",
@@ -174,6 +179,7 @@ __all__ = [
     "Schedule",
     "SdkError",
     "SdkWarning",
+    "Sharded",
     "Sigmoid",
     "Softmax",
     "SpecError",
@@ -193,6 +199,7 @@ __all__ = [
     "export",
     "get_manager",
     "hookimpl",
+    "import_onnx",
     "load_spec",
     "load_weights",
     "save_weights",

@@ -78,7 +78,7 @@ def test_a_framework_without_the_capability_refuses_clearly():
     stack = Stack("plainfw", manager=manager).build(zoo.mlp())
     with pytest.raises(NotAvailableError, match="cannot train data-parallel"):
         stack.fit([[0.0] * 64], [0], strategy="data_parallel")
-    with pytest.raises(sdk_core.SdkError, match="'strategy' must be 'data_parallel'"):
+    with pytest.raises(sdk_core.SdkError, match="'strategy' must be one of data_parallel, zero1, zero2, zero3"):
         stack.fit([[0.0] * 64], [0], strategy="pipeline")
 
 

@@ -10,13 +10,15 @@ use. That module provides::
     train_step(request: StepRequest) -> step(x, y) -> loss
     predict(model) -> predict(x) -> numpy array
 
-and, for the ``int8`` capability, frameworks that run a model from a file and the
-``data_parallel`` capability::
+and, for the ``int8`` capability, frameworks that run a model from a file, the
+``data_parallel`` capability (``sharded`` and ``tensor_parallel`` build on it: the step gets
+``StepRequest.zero`` and ``.tensor``) and the ``generate`` capability::
 
     quantize(request: QuantizeRequest) -> int8 model
     serialize(model) -> bytes | None             # the file the framework runs the model from
     init_distributed(request: DistributedRequest) -> None
     all_reduce(values: numpy array) -> numpy array of the sums over every rank
+    decoder(request: DecodeRequest) -> decoder   # .prefill(ids, lengths), .step(ids): logits
 
 An inference-only plugin declares ``capabilities=("infer",)``: its ``train_step`` is never
 called (the core refuses training first).
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from .requests import (
         AllReduceRequest,
         BuildRequest,
+        DecodeRequest,
         DistributedRequest,
         OptimizerStateRequest,
         PredictRequest,
@@ -76,8 +79,10 @@ class FrameworkHooks:
     :param unsupported: feature ids it does not implement (``layer:attention``,
         ``optimizer:rmsprop``, ``loss:mse``, ``schedule:cosine``, ``dtype:float64``); the core
         refuses them before calling the plugin.
-    :param capabilities: of ``train``, ``infer`` and ``int8`` (default: train and infer);
-        ``int8`` needs the runtime module's ``quantize``.
+    :param capabilities: of :data:`~sdk_core.plugins.records.CAPABILITIES` (default: train
+        and infer); ``int8`` needs the runtime module's ``quantize``, ``generate`` its ``decoder``.
+    :param refusals: for capabilities the plugin lacks, the reason (``{"sharded": "MindSpore's
+        optimizer parallel runs on Ascend/GPU only"}``); the core's refusal quotes it.
     :param backends: per device kind, the backend names it runs there, best first (ONNX
         Runtime's execution providers), shown by ``sdk devices``.
 
@@ -100,6 +105,7 @@ class FrameworkHooks:
         unsupported: Iterable[str] | None = None,
         capabilities: Iterable[str] = ("train", "infer"),
         backends: Mapping[str, Iterable[str]] | None = None,
+        refusals: Mapping[str, str] | None = None,
     ) -> None:
         if legacy:  # 0.1: FrameworkHooks(name, runtime, {distribution: device_kinds}, priority=0)
             runtime, api, version_of, priority, unsupported = _legacy_form(
@@ -119,8 +125,15 @@ class FrameworkHooks:
         self.version_of = {dist: tuple(kinds) for dist, kinds in version_of.items()}
         self.unsupported, self.capabilities = tuple(unsupported), tuple(capabilities)
         self.backends = {kind: tuple(names) for kind, names in (backends or {}).items()}
+        self.refusals = dict(refusals or {})
         # a malformed declaration fails here, at import, not when a user asks
-        FrameworkInfo(name=name, unsupported=self.unsupported, capabilities=self.capabilities, backends=self.backends)
+        FrameworkInfo(
+            name=name,
+            unsupported=self.unsupported,
+            capabilities=self.capabilities,
+            backends=self.backends,
+            refusals=self.refusals,
+        )
 
     def _runtime(self) -> ModuleType:
         return importlib.import_module(self.runtime)
@@ -142,6 +155,7 @@ class FrameworkHooks:
             distributions=tuple(self.version_of),
             capabilities=self.capabilities,
             backends={k: v for k, v in self.backends.items() if k in kinds},
+            refusals=self.refusals,
         )
 
     @hookimpl
@@ -155,6 +169,10 @@ class FrameworkHooks:
     @hookimpl
     def sdk_make_predict(self, request: PredictRequest) -> Callable[[np.ndarray], np.ndarray] | None:
         return self._runtime().predict(request.model) if request.framework == self.name else None
+
+    @hookimpl
+    def sdk_make_decoder(self, request: DecodeRequest) -> Any:
+        return self._runtime().decoder(request) if request.framework == self.name else None
 
     @hookimpl
     def sdk_init_distributed(self, request: DistributedRequest) -> bool | None:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .requests import (
         AllReduceRequest,
         BuildRequest,
+        DecodeRequest,
         DistributedRequest,
         OptimizerStateRequest,
         PredictRequest,
@@ -108,6 +109,34 @@ def sdk_make_predict(request: PredictRequest) -> Callable[[np.ndarray], np.ndarr
 
     :param request: framework, model, spec and device.
     :return: the predict callable, or ``None`` if ``request.framework`` is not yours.
+    firstresult.
+    """
+
+
+@hookspec(firstresult=True)
+def sdk_make_decoder(request: DecodeRequest) -> Any:
+    """Return a decoder that generates with a key/value cache (plugins declaring the
+    ``generate`` capability; the core refuses the others before calling).
+
+    The decoder has two methods, each returning float32 numpy logits ``(batch, vocab)`` of the
+    last position of every row; the core samples from them:
+
+    - ``prefill(ids, lengths)``: ``ids`` int64 ``(batch, T)`` hold the prompts left-padded
+      (row ``b``'s tokens are ``ids[b, T - lengths[b]:]``, pad slots hold 0). Resets the cache
+      and fills its first ``T`` slots. The token in slot ``s`` of row ``b`` has position
+      ``s - (T - lengths[b])``; pad slots are never attended to, so a row gives the logits it
+      gives alone.
+    - ``step(ids)``: ``ids`` int64 ``(batch,)``, one new token per row, written to the next
+      slot (``capacity`` slots in all); attends to the row's cached keys and values.
+
+    Prefill and step are separate compiled steps where the framework compiles (one jitted
+    step with ``lax.dynamic_update_slice``, a ``tf.function``, ...), shaped so that decoding
+    does not recompile per token. Each logit agrees within 1e-4 with recomputing the whole
+    sequence through ``sdk_make_predict``'s computation. The decoder reads the model's current
+    weights when it is made.
+
+    :param request: framework, model, spec, device, batch and capacity.
+    :return: the decoder, or ``None`` if ``request.framework`` is not yours.
     firstresult.
     """
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .requests import (
         AllReduceRequest,
         BuildRequest,
+        DecodeRequest,
         DistributedRequest,
         OptimizerStateRequest,
         PredictRequest,
@@ -401,6 +402,18 @@ class PluginManager:
 
     def make_predict(self, request: PredictRequest) -> Callable[[np.ndarray], np.ndarray]:
         return self._callable(self._pm.hook.sdk_make_predict, request)
+
+    def make_decoder(self, request: DecodeRequest) -> Any:
+        """A key/value-cache decoder from the owning plugin (``generate`` checked by the caller)."""
+        decoder = self._dispatch(self._pm.hook.sdk_make_decoder, request.framework, request=request)
+        for method in ("prefill", "step"):
+            if not callable(getattr(decoder, method, None)):
+                raise PluginError(
+                    self.frameworks()[request.framework].plugin,
+                    "sdk_make_decoder",
+                    f"returned {type(decoder).__name__}, which has no '{method}' method",
+                )
+        return decoder
 
     def _callable(self, caller: pluggy.HookCaller, request: Any) -> Callable[..., Any]:
         fn: Any = self._dispatch(caller, request.framework, request=request)

@@ -15,7 +15,7 @@ DTYPES = ("float32", "float64")
 PEAK_FLOPS_DTYPES = ("float64", "float32", "tfloat32", "bfloat16", "float16", "float8", "int8", "int4")
 """The number formats ``DeviceInfo.peak_flops`` may name."""
 FEATURE_KINDS = ("layer", "optimizer", "loss", "schedule", "dtype", "training", "precision", "spec")
-CAPABILITIES = ("train", "infer", "int8", "data_parallel")
+CAPABILITIES = ("train", "infer", "int8", "data_parallel", "sharded", "tensor_parallel", "generate")
 """What ``FrameworkInfo.capabilities`` may list."""
 
 
@@ -102,6 +102,12 @@ def _capabilities(instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
         _fail(instance, attribute, f"a tuple of {', '.join(CAPABILITIES)} holding 'infer'", value)
 
 
+def _refusals(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    for name, reason in value.items():
+        if name not in CAPABILITIES or not isinstance(reason, str) or not reason:
+            _fail(instance, attribute, f"a mapping of capabilities ({', '.join(CAPABILITIES)}) to reasons", value)
+
+
 def _backends(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     for kind, names in value.items():
         if (
@@ -179,7 +185,11 @@ class FrameworkInfo:
     (training steps), ``infer`` (inference, always), ``int8`` (int8 inference models made
     from calibration data, ``sdk_quantize_model``) and ``data_parallel`` (training over
     several processes on the framework's own distributed engine: ``sdk_init_distributed``,
-    ``sdk_all_reduce`` and ``StepRequest.world``). An inference-only plugin leaves out
+    ``sdk_all_reduce`` and ``StepRequest.world``), ``sharded`` (ZeRO stages 1-3 on the framework's
+    engine: ``StepRequest.sharded``), ``tensor_parallel`` (Megatron-style splits of dense and
+    attention layers, ``Sharded.tensor`` > 1) and ``generate`` (autoregressive decoding with a
+    key/value cache: ``sdk_make_decoder``). ``refusals`` gives, per capability the plugin lacks,
+    the reason, which the core's refusal quotes. An inference-only plugin leaves out
     ``train``: training fails with a clear error before the plugin is called, and the
     conformance kit skips the training cases. ``backends`` names, per device kind, the engine
     parts the plugin runs there (ONNX Runtime's execution providers), best first; ``sdk
@@ -197,6 +207,7 @@ class FrameworkInfo:
         default=("train", "infer"), converter=_str_tuple, validator=_capabilities
     )
     backends: dict[str, tuple[str, ...]] = attrs.field(factory=dict, converter=_backend_tuples, validator=_backends)
+    refusals: dict[str, str] = attrs.field(factory=dict, converter=_frozen_dict, validator=_refusals)
 
     @property
     def trains(self) -> bool:

@@ -108,7 +108,17 @@ class StepRequest:
     rank's shard of each global batch. It averages gradients over every rank with its engine
     (so every rank makes the same update), weighting each rank by its shard's share of the
     global batch so that uneven shards give the global batch's gradient exactly, and returns
-    the loss of the whole global batch."""
+    the loss of the whole global batch.
+
+    ``zero`` 1, 2 or 3 (with ``world``; the ``sharded`` capability): the training state is
+    sharded over the ranks with the framework's own engine, ZeRO style. Stage 1 shards the
+    optimizer state, stage 2 also the gradients, stage 3 also the parameters (gathered layer by
+    layer for forward and backward). The losses and updates are those of data-parallel
+    training. ``tensor`` > 1 (``tensor_parallel``): dense and attention layers are also split
+    column- and row-wise (Megatron) over groups of ``tensor`` consecutive ranks; the data
+    parallel degree is then ``world.size // tensor`` and the ranks of one group read the same
+    shard of the batch. ``sdk_get_weights`` and the optimizer-state hooks still answer full
+    canonical arrays on every rank (gathering where needed: every rank calls them together)."""
 
     framework: str
     model: Any
@@ -122,6 +132,8 @@ class StepRequest:
     precision: str = "fp32"
     remat: bool = False
     world: World | None = None
+    zero: int = attrs.field(default=0, validator=attrs.validators.in_((0, 1, 2, 3)))
+    tensor: int = attrs.field(default=1, validator=attrs.validators.ge(1))
 
 
 @attrs.frozen
@@ -132,6 +144,21 @@ class PredictRequest:
     model: Any
     spec: ModelSpec
     device: DeviceInfo
+
+
+@attrs.frozen
+class DecodeRequest:
+    """Ask for a key/value-cache decoder of ``model`` (a decoder spec: int64 token input,
+    causal attention, logits over the vocabulary) for ``batch`` rows of at most ``capacity``
+    positions (prompt and new tokens; never more than the spec's context). See
+    ``sdk_make_decoder`` for what the decoder must do."""
+
+    framework: str
+    model: Any
+    spec: ModelSpec
+    device: DeviceInfo
+    batch: int = attrs.field(validator=attrs.validators.ge(1))
+    capacity: int = attrs.field(validator=attrs.validators.ge(1))
 
 
 @attrs.frozen

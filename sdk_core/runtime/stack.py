@@ -46,7 +46,7 @@ from . import host, select
 from .budget import check_fits, need_bytes
 from .checkpoint import Checkpoints, Position, Run
 from .training import ArrayData, BatchData, History, Loop
-from .world import DataParallel, from_environ, joined, remember
+from .world import DataParallel, Sharded, from_environ, joined, remember
 
 _RULES = {
     "epochs": "a positive int",
@@ -64,12 +64,19 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-StepKey = tuple[str, Optimizer, int, str, bool, World | None]
+StepKey = tuple[str, Optimizer, int, str, bool, World | None, Sharded | None]
 PRECISIONS = ("fp32", "bf16", "fp16")
+STRATEGIES = {"data_parallel": DataParallel(), "zero1": Sharded(1), "zero2": Sharded(2), "zero3": Sharded(3)}
 
 
 def _step_key(
-    loss: str, optimizer: Optimizer | None, accumulate: int, precision: str, remat: bool, world: World | None = None
+    loss: str,
+    optimizer: Optimizer | None,
+    accumulate: int,
+    precision: str,
+    remat: bool,
+    world: World | None = None,
+    sharded: Sharded | None = None,
 ) -> StepKey:
     """The checked settings of a training step: one compiled step per distinct key."""
     if not _is_int(accumulate) or accumulate < 1:
@@ -78,7 +85,9 @@ def _step_key(
         raise SdkError(f"'precision' must be one of {', '.join(PRECISIONS)} (got {precision!r})")
     if not isinstance(remat, bool):
         raise SdkError(f"'remat' must be true or false (got {remat!r})")
-    return (check_loss(loss), optimizer or Optimizer(), int(accumulate), precision, remat, world)
+    if sharded is not None and world is None:
+        raise SdkError("a sharded training step needs the job's world (see Stack.fit's 'strategy')")
+    return (check_loss(loss), optimizer or Optimizer(), int(accumulate), precision, remat, world, sharded)
 
 
 def _itemsize(dtype: str) -> int:
@@ -328,13 +337,14 @@ class Stack:
         precision: str = "fp32",
         remat: bool = False,
         world: World | None = None,
+        sharded: Sharded | None = None,
     ) -> Callable[[np.ndarray, np.ndarray], Any]:
         """The plugin's compiled step for ``loss`` and ``optimizer`` (and gradient
         accumulation, precision and activation checkpointing, see :class:`StepRequest`); one
         per setting, reused (so optimizer state carries over between ``fit`` calls)."""
         spec = self._need_model()
         self.refuse_training()
-        key = _step_key(loss, optimizer, accumulate, precision, remat, world)
+        key = _step_key(loss, optimizer, accumulate, precision, remat, world, sharded)
         features = [f"loss:{key[0]}", f"optimizer:{key[1].name}", f"schedule:{key[1].schedule.kind}"]
         if accumulate > 1:
             features.append("training:accumulate")
@@ -362,6 +372,8 @@ class Stack:
                         precision=key[3],
                         remat=key[4],
                         world=key[5],
+                        zero=0 if key[6] is None else key[6].stage,
+                        tensor=1 if key[6] is None else key[6].tensor,
                     )
                 )
         return self._steps[key]
@@ -387,7 +399,7 @@ class Stack:
         accumulate: int = 1,
         precision: str = "fp32",
         remat: bool = False,
-        strategy: str | DataParallel | None = None,
+        strategy: str | DataParallel | Sharded | None = None,
     ) -> History:
         """Train for ``epochs``; ``batch_size=None`` is full-batch gradient descent.
 
@@ -403,6 +415,11 @@ class Stack:
         the shuffled order, the gradients are averaged over the ranks, validation figures are
         summed over them, and only rank 0 shows progress and writes checkpoints (which resume
         on any number of processes). Run alone, it is ordinary training.
+        ``strategy=Sharded(stage, tensor)`` (or ``"zero1"``, ``"zero2"``, ``"zero3"``): the same
+        training with the weights, gradients and optimizer state sharded over the ranks (ZeRO),
+        and with ``tensor`` > 1 dense and attention layers split over groups of ranks
+        (:class:`~sdk_core.runtime.world.Sharded`); the plugin must declare the ``sharded``
+        (and ``tensor_parallel``) capability, or the refusal quotes its reason.
 
         ``x`` and ``y`` are arrays (numpy, or memory-mapped ``.npy`` files: only the rows a
         batch needs are read), or ``x`` is any iterable of ``(x, y)`` numpy batches and ``y``
@@ -431,9 +448,9 @@ class Stack:
         ):
             if not ok:
                 raise SdkError(f"'{name}' must be {_RULES[name]} (got {value!r})")
-        world = self._join(strategy)
+        world, sharded = self._join(strategy)
         rank, size = (world.rank, world.size) if world else (0, 1)
-        key = _step_key(loss, optimizer, accumulate, precision, remat, world)
+        key = _step_key(loss, optimizer, accumulate, precision, remat, world, sharded)
         data: ArrayData | BatchData
         if y is None and _batches(x):
             if validation_split:
@@ -486,31 +503,49 @@ class Stack:
         self._check_masks()
         return history
 
-    def _join(self, strategy: str | DataParallel | None) -> World | None:
-        """The world of a data-parallel ``strategy``, joined by the plugin once per process."""
+    def _join(self, strategy: str | DataParallel | Sharded | None) -> tuple[World | None, Sharded | None]:
+        """The world of a data-parallel or sharded ``strategy`` (joined by the plugin once per
+        process) and the sharding, if any."""
         if strategy is None:
-            return None
-        if strategy == "data_parallel":
-            strategy = DataParallel()
-        if not isinstance(strategy, DataParallel):
-            raise SdkError(f"'strategy' must be 'data_parallel', a DataParallel or None (got {strategy!r})")
-        if "data_parallel" not in self.framework.capabilities:
-            raise NotAvailableError(
-                f"framework '{self.framework.name}' cannot train data-parallel (plugin "
-                f"'{self.framework.plugin}' declares no 'data_parallel' capability)"
+            return None, None
+        if isinstance(strategy, str) and strategy in STRATEGIES:
+            strategy = STRATEGIES[strategy]
+        if not isinstance(strategy, (DataParallel, Sharded)):
+            raise SdkError(
+                f"'strategy' must be one of {', '.join(STRATEGIES)}, a DataParallel, a Sharded or None (got {strategy!r})"
             )
+        sharded = strategy if isinstance(strategy, Sharded) else None
+        self._need_capability("data_parallel", "train data-parallel")
+        if sharded is not None:
+            self._need_capability("sharded", f"train sharded (ZeRO stage {sharded.stage})")
+            if sharded.tensor > 1:
+                self._need_capability("tensor_parallel", f"split layers over {sharded.tensor} ranks (tensor parallel)")
         world = from_environ()
         if strategy.timeout is not None:
             world = attrs.evolve(world, timeout=float(strategy.timeout))
+        if sharded is not None and world.size % sharded.tensor:
+            raise SdkError(
+                f"tensor parallelism over {sharded.tensor} ranks needs a job of a multiple of {sharded.tensor} "
+                f"processes (this one has {world.size})"
+            )
         if world.size == 1:
-            return None  # one process: ordinary training
+            return None, None  # one process: ordinary training
         done = joined(self.framework.name)
         if done is None:
             self.manager.init_distributed(DistributedRequest(self.framework.name, self.device, world))
             remember(self.framework.name, world)
         elif (done.rank, done.size) != (world.rank, world.size):
             raise SdkError(f"this process already joined a job as rank {done.rank} of {done.size}")
-        return done or world
+        return done or world, sharded
+
+    def _need_capability(self, capability: str, doing: str) -> None:
+        """:class:`NotAvailableError` naming the framework, and the plugin's reason where it
+        gave one, unless the plugin declares ``capability``."""
+        info = self.framework
+        if capability in info.capabilities:
+            return
+        reason = info.refusals.get(capability) or f"plugin '{info.plugin}' declares no '{capability}' capability"
+        raise NotAvailableError(f"framework '{info.name}' cannot {doing}: {reason}")
 
     def _batch(self, item: Any, loss: str) -> tuple[np.ndarray, np.ndarray]:
         """One ``(x, y)`` batch of an iterable, checked like arrays are."""

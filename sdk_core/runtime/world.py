@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 from collections.abc import Mapping
 
 import attrs
@@ -76,6 +77,34 @@ class DataParallel:
     framework's own engine, over the processes the launcher started (``sdk launch``, torchrun,
     srun). ``timeout`` (seconds) overrides ``SDK_DIST_TIMEOUT`` for the collectives."""
 
+    timeout: float | None = None
+
+
+def _stage(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in (1, 2, 3) or isinstance(value, bool):
+        raise SdkError(f"Sharded 'stage' must be 1, 2 or 3 (got {value!r})")
+
+
+def _tensor(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SdkError(f"Sharded 'tensor' must be a whole number >= 1 (got {value!r})")
+
+
+@attrs.frozen
+class Sharded:
+    """``fit(..., strategy=Sharded(stage=3, tensor=1))``: sharded data-parallel training
+    (ZeRO) on the framework's own engine (FSDP2 and ``ZeroRedundancyOptimizer`` in torch,
+    sharded ``jit`` in JAX), over the processes the launcher started.
+
+    ``stage`` 1 shards the optimizer state over the ranks, 2 also the gradients, 3 also the
+    parameters (gathered layer by layer for forward and backward). ``tensor`` > 1 also splits
+    dense and attention layers column- and row-wise (Megatron) over groups of ``tensor``
+    ranks; the world size must be a multiple of it. The losses and updates are those of one
+    process with the same global batch. ``"zero1"``, ``"zero2"`` and ``"zero3"`` are
+    ``Sharded(1)``, ``Sharded(2)`` and ``Sharded(3)``."""
+
+    stage: int = attrs.field(default=3, validator=_stage)
+    tensor: int = attrs.field(default=1, validator=_tensor)
     timeout: float | None = None
 
 

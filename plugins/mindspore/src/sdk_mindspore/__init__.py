@@ -16,4 +16,10 @@ plugin = FrameworkHooks(
     # build has no bfloat16 MatMul, and Cell.recompute needs graph mode, not PyNative + jit
     unsupported=("dtype:float64", "precision:bf16", "precision:fp16", "training:remat"),
     capabilities=("train", "infer", "data_parallel"),  # mindspore.communication: AllReduce in the step
+    refusals={
+        "sharded": "MindSpore's optimizer parallel (ZeRO) runs on Ascend/GPU only, not on the CPU build; "
+        "train with strategy='data_parallel', or shard with torch or jax",
+        "tensor_parallel": "MindSpore's semi-auto parallel runs on Ascend/GPU only, not on the CPU build; "
+        "split layers with torch or jax",
+    },
 )

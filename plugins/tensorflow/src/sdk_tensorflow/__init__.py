@@ -20,4 +20,11 @@ plugin = FrameworkHooks(
     version_of=DISTRIBUTIONS,
     priority=10,
     capabilities=("train", "infer", "data_parallel"),  # tf.distribute.MultiWorkerMirroredStrategy
+    refusals={
+        "sharded": "TensorFlow's supported engines do data parallelism only on the CPU: Keras 3 has no "
+        "TensorFlow distribution API and DTensor is experimental; train with strategy='data_parallel', "
+        "or shard with torch or jax",
+        "tensor_parallel": "Keras 3 has no TensorFlow distribution API and DTensor is experimental; split "
+        "layers with torch or jax",
+    },
 )
