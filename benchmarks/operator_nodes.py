@@ -200,7 +200,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=0, help="torch's intra-op threads (0: its default)")
     args = parser.parse_args()
+    if args.threads and "torch" in args.frameworks:
+        import torch
+
+        torch.set_num_threads(args.threads)  # steadier on a shared machine
     print(f"{args.pairs} interleaved pairs of {args.steps} sgd steps, batch {args.batch}, after one warm-up pair")
     print(f"{'framework':<11}{'model':<8}{'layers ms':>10}{'ops ms':>9}{'ratio':>7}  {'low..high':>11}")
     for framework in args.frameworks.split(","):

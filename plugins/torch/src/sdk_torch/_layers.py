@@ -5,13 +5,16 @@ state-dict keys are the canonical names; only ``nn.Linear`` weights differ (stor
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from sdk_core import ModelSpec
+from sdk_core.model import opfuse
 from sdk_core.model import spec as S
+from sdk_core.model.graph import frees
 
 from . import _ops
 
@@ -38,9 +41,11 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        split = lambda p: p(x).view(b, t, self.heads, d // self.heads).transpose(1, 2)
+        # the heads this rank holds: all of them, or heads / T of them when tensor parallelism
+        # gives it a column slice of q, k and v (its output is then that slice's width)
+        split = lambda p: p(x).view(b, t, -1, d // self.heads).transpose(1, 2)
         out = F.scaled_dot_product_attention(split(self.q), split(self.k), split(self.v), is_causal=self.causal)
-        return self.o(out.transpose(1, 2).reshape(b, t, d))
+        return self.o(out.transpose(1, 2).reshape(b, t, -1))
 
 
 class TransformerBlock(nn.Module):
@@ -86,19 +91,88 @@ class Concat(nn.Module):
 
 
 class Graph(nn.ModuleDict):
-    """A graph spec's nodes, run in order; each output is kept until its last reader."""
+    """A graph spec's nodes, run in order; each output is kept until its last reader.
+
+    Operator nodes that make up one of torch's fused operations (:mod:`sdk_core.model.opfuse`:
+    a GELU, scaled dot-product attention, a linear layer) run as that operation at the
+    region's last node; the region's other nodes compute nothing. Weights stay where they
+    are, so the state-dict names do not change."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__({n: _node(spec, i) for i, n in enumerate(spec.names)})
-        self.sources, self.frees = spec.sources, spec.frees
+        run: list[nn.Module | None] = list(self.values())
+        sources = list(spec.sources)
+        if any(spec.plans):
+            for output, members, module, reads in _fused(spec, dict(self.items())):
+                for i in members - {output}:
+                    run[i], sources[i] = None, ()
+                self.add_module(f"fused:{spec.names[output]}", module)  # no weights: names unchanged
+                run[output], sources[output] = module, reads
+        done = frees(sources)
+        self.run = [(i, m, sources[i], done[i]) for i, m in enumerate(run) if m is not None]
+        self.last = len(sources) - 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = {-1: x}
-        for i, (module, sources, done) in enumerate(zip(self.values(), self.sources, self.frees, strict=True)):
+        for i, module, sources, done in self.run:
             outs[i] = module(*(outs[j] for j in sources))
             for j in done:  # free what no later node reads
                 del outs[j]
-        return outs[len(self.sources) - 1]
+        return outs[self.last]
+
+
+class FusedAttention(nn.Module):
+    """``softmax(q @ kt * scale + mask) @ v`` as one ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, region: opfuse.Attention) -> None:
+        super().__init__()
+        self.scale, self.causal = region.scale, region.causal
+        mask = region.mask
+        if isinstance(mask, np.ndarray):
+            self.register_buffer("mask", torch.from_numpy(mask.astype(np.float32)), persistent=False)
+        else:
+            self.mask = None
+
+    def forward(self, q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
+        given = mask[0] if mask else self.mask
+        given = given.to(q.dtype) if given is not None and given.dtype != torch.bool else given
+        return F.scaled_dot_product_attention(
+            q, kt.transpose(-1, -2), v, attn_mask=given, is_causal=self.causal, scale=self.scale
+        )
+
+
+class FusedLinear(nn.Module):
+    """``x @ weight + bias`` as one ``F.linear``; the weights stay in their operator nodes
+    (held here unregistered, so they are not named twice)."""
+
+    def __init__(self, matmul: nn.Module, add: nn.Module, weight: str, bias: str) -> None:
+        super().__init__()
+        self.parts = ((matmul, weight.split(".")), (add, bias.split(".")))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (mm, w), (add, b) = self.parts
+        weight = mm._weight(w)
+        flat = torch.addmm(add._weight(b), x.reshape(-1, x.shape[-1]), weight)  # grads in (in, out) as stored
+        return flat.view(*x.shape[:-1], weight.shape[1])
+
+
+def _fused(
+    spec: ModelSpec, modules: dict[str, nn.Module]
+) -> list[tuple[int, frozenset[int], nn.Module, tuple[int, ...]]]:
+    """The fused regions: (last node, nodes, module, what it reads)."""
+    names, shapes = spec.names, {p.name: p.shape for p in spec.layout()}
+    out: list[tuple[int, frozenset[int], nn.Module, tuple[int, ...]]] = []
+    for g in opfuse.gelu_regions(spec.plans, spec.sources):
+        out.append((g.output, g.members, nn.GELU(approximate=g.approximate), (g.source,)))
+    for a in opfuse.attention_regions(spec.plans, spec.sources, spec.shapes):
+        reads = (a.q, a.kt, a.v) + ((a.mask,) if isinstance(a.mask, int) else ())
+        out.append((a.output, a.members, FusedAttention(a), reads))
+    for lin in opfuse.linear_regions(spec.plans, spec.sources, shapes):
+        mm, add = sorted(lin.members)
+        node = lambda i, full: full[len(names[i]) + 1 :]  # the key inside the node
+        module = FusedLinear(modules[names[mm]], modules[names[add]], node(mm, lin.weight), node(add, lin.bias))
+        out.append((lin.output, lin.members, module, (lin.source,)))
+    return out
 
 
 def _layer(layer: S.Layer, shape: tuple[int, ...]) -> nn.Module:
