@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
     from . import compress, distributed, export, tune
     from .model import zoo
     from .model.data import counting_text, digits
+    from .model.onnx_import import import_onnx
     from .model.optim import LOSSES, OPTIMIZERS, Optimizer, OptimizerState, Schedule
     from .model.spec import (
         GELU,
@@ -66,7 +67,6 @@ if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
     )
     from .runtime.select import usable_stacks
     from .runtime.stack import History, Stack, load_spec
-    from .model.onnx_import import import_onnx
     from .runtime.world import DataParallel, Sharded
 
 _LAZY = {

@@ -122,11 +122,11 @@ out = {}
 for rule in (Optimizer("sgd", lr=0.1), Optimizer("adam", lr=0.01)):
     stack = Stack(sys.argv[1]).build(STEP_SPEC)
     stack.set_weights(random_weights(STEP_SPEC))
-    step = stack.train_step("cross_entropy", rule, world=stack._join("data_parallel"))
+    step = stack.train_step("cross_entropy", rule, world=stack._join("data_parallel")[0])
     losses = []
     for i in range(3):
         xb, yb = x[i * 32 : (i + 1) * 32], y[i * 32 : (i + 1) * 32]
-        if stack._join("data_parallel") is not None:  # this rank's half of the global batch
+        if stack._join("data_parallel")[0] is not None:  # this rank's half of the global batch
             import os
             r = int(os.environ["RANK"])
             xb, yb = xb[r * 16 : (r + 1) * 16], yb[r * 16 : (r + 1) * 16]

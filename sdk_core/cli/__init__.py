@@ -28,6 +28,10 @@ GROUPS = {
     "estimate": ("estimate",),
     "tune": ("tune",),
     "launch": ("launch",),
+    "generate": ("generate",),
+    "convert": ("convert",),
+    "checkpoint": ("checkpoint",),
+    "onnx_import": ("import",),
 }
 
 

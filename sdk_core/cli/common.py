@@ -103,13 +103,16 @@ def stack_from(args: argparse.Namespace, spec: ModelSpec | None = None, task: st
 
 
 def digits_for(spec: ModelSpec, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The digits data shaped for ``spec``: (1, N, N) images or flat 64-vectors."""
+    """The digits data shaped for ``spec``: (1, N, N) or (3, N, N) images or flat 64-vectors."""
     from ..model.data import digits
 
     if len(spec.input_shape) == 3:
-        if spec.input_shape[1] != spec.input_shape[2] or spec.input_shape[0] != 1:
-            raise SdkError(f"the digits data needs a (1, N, N) input, the model takes {spec.input_shape}")
-        return digits(image_size=spec.input_shape[1], seed=seed)
+        c, h, w = spec.input_shape
+        if h != w or c not in (1, 3) or h % 8 or h > 256:
+            raise SdkError(
+                f"the digits data needs a (1 or 3, N, N) input, N a multiple of 8; the model takes {spec.input_shape}"
+            )
+        return digits(image_size=h, seed=seed, channels=c)
     if spec.input_shape != (64,):
         raise SdkError(f"the digits data needs a (64,) or (1, N, N) input, the model takes {spec.input_shape}")
     return digits(image_size=None, seed=seed)

@@ -39,6 +39,8 @@ def export(args: argparse.Namespace) -> int:
     """``sdk export``: write the model in ``--weights`` as ONNX to ``--out``."""
     from ..export.writer import export_file
 
+    if args.task == "generate":
+        return export_decoder(args)
     report = export_file(
         args.weights,
         args.out,
@@ -57,6 +59,22 @@ def export(args: argparse.Namespace) -> int:
     return emit(args, report, text)
 
 
+def export_decoder(args: argparse.Namespace) -> int:
+    """``sdk export --task generate``: the decoder with past keys and values."""
+    from ..export.decoder import export_decoder_file
+
+    if args.quantize:
+        raise SdkError("--quantize int8 is for --task predict; the decoder is written in float32")
+    report = export_decoder_file(args.weights, args.out, opset=args.opset)
+    if not args.json:
+        print(f"exported the {report['model'] or 'model'} decoder from {args.weights}", file=sys.stderr)
+    text = (
+        f"wrote {args.out}: {report['bytes']:,} bytes, ONNX opset {report['opset']}, decoder with past keys and "
+        f"values ({report['blocks']} blocks, {report['heads']} heads of {report['head_dim']})"
+    )
+    return emit(args, report, text)
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``export``."""
     from ..export.graph import DEFAULT_OPSET
@@ -65,6 +83,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--weights", required=True, help="a .safetensors file saved by sdk, or a compressed .sdkz file")
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--format", default="onnx", choices=("onnx",), help="output format (default: onnx)")
+    p.add_argument(
+        "--task",
+        default="predict",
+        choices=("predict", "generate"),
+        help="predict: the whole model (default); generate: a decoder with past key/value inputs and outputs",
+    )
     p.add_argument("--opset", type=counting(1), default=DEFAULT_OPSET, help=f"ONNX opset (default: {DEFAULT_OPSET})")
     p.add_argument(
         "--quantize",

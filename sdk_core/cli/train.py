@@ -20,15 +20,30 @@ def train(args: argparse.Namespace) -> int:
 
     if args.resume and not args.checkpoint_dir:
         raise SdkError("--resume needs --checkpoint-dir")
+    if args.tensor_parallel > 1 and not args.strategy.startswith("zero"):
+        raise SdkError("--tensor-parallel needs --strategy zero1, zero2 or zero3")
     if args.out:  # before any work: a bad output path must not cost a training run
-        check_output(args.out, reads=[args.model] if Path(args.model).exists() else [], what="weights file")
-    from ..runtime.world import from_environ
+        reads = [p for p in (args.model, args.init) if p and Path(p).exists()]
+        check_output(args.out, reads=reads, what="weights file")
+    from ..runtime.world import Sharded, from_environ
 
     world = from_environ()  # under sdk launch, torchrun or srun: one of several workers
-    spec = zoo.resolve(args.model, args.image_size)
+    if args.num_classes is not None and args.num_classes < 1:
+        raise SdkError(f"--num-classes must be at least 1 (got {args.num_classes})")
+    if args.init:  # start from a weights file (an imported model, an earlier run)
+        from ..runtime.stack import load_spec
+
+        spec = load_spec(args.init)
+    else:
+        spec = zoo.resolve(args.model, args.image_size)
     stack = stack_from(args, spec)
     stack.refuse_training()  # an inference-only framework: before anything is built or announced
-    stack.build(spec, seed=args.seed)
+    if args.init:
+        stack.load(args.init)
+    else:
+        stack.build(spec, seed=args.seed)
+    if args.num_classes is not None:  # transfer learning: a fresh classifier of that many outputs
+        spec = stack.replace_head(args.num_classes, seed=args.seed)._need_model()
     x_train, y_train, x_test, y_test = data_for(spec, args.data, args.seed)
     schedule = None
     if args.schedule == "cosine":  # decay over every update of the run
@@ -42,6 +57,9 @@ def train(args: argparse.Namespace) -> int:
             f"samples, {args.optimizer} lr {args.lr}",
             file=sys.stderr,
         )
+    strategy: Any = args.strategy if world.size > 1 else None
+    if args.strategy.startswith("zero"):  # one process: ordinary training, unless tensor parallelism asks for more
+        strategy = Sharded(int(args.strategy[-1]), tensor=args.tensor_parallel)
     history = stack.fit(
         x_train,
         y_train,
@@ -51,7 +69,7 @@ def train(args: argparse.Namespace) -> int:
         seed=args.seed,
         validation_data=(x_test, y_test),
         progress=not args.json,
-        strategy="data_parallel" if world.size > 1 else None,
+        strategy=strategy,
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
@@ -62,9 +80,14 @@ def train(args: argparse.Namespace) -> int:
     )
     result = stack.evaluate(x_test, y_test)
     if not world.main:
+        if args.out and isinstance(strategy, Sharded):
+            stack.get_weights()  # sharded weights are gathered by every rank together while rank 0 saves
         return 0  # rank 0 prints the result and writes the file: every rank holds the same weights
     if args.out:
-        stack.save(args.out)
+        from ..model.tokenizer import for_data
+
+        tokenizer = for_data(data_name(spec, args.data), getattr(spec.layers[0], "vocab_size", 0))
+        stack.save(args.out, {"tokenizer": tokenizer.describe()} if tokenizer else None)
     data = {
         "framework": stack.framework.name,
         "device": stack.device.id,
@@ -166,6 +189,24 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--accumulate", type=counting(1), default=1, help="micro-batches of --batch-size per update (default: 1)"
     )
     p.add_argument("--remat", action="store_true", help="activation checkpointing of transformer blocks")
+    p.add_argument(
+        "--strategy",
+        default="data_parallel",
+        choices=("data_parallel", "zero1", "zero2", "zero3"),
+        help="under sdk launch, torchrun or srun: data_parallel (default), or ZeRO stage 1 (optimizer state "
+        "sharded), 2 (also gradients) or 3 (also weights)",
+    )
+    p.add_argument(
+        "--tensor-parallel",
+        type=counting(1),
+        default=1,
+        metavar="T",
+        help="with --strategy zeroN: split dense and attention layers over groups of T ranks (default: 1)",
+    )
+    p.add_argument("--init", default=None, help="start from this weights file (its spec included): sdk import's output")
+    p.add_argument(
+        "--num-classes", type=int, default=None, help="replace the final classifier with a fresh one of N outputs"
+    )
     p.add_argument("--out", default=None, help="save the weights to this .safetensors file")
     p.add_argument("--checkpoint-dir", default=None, help="write checkpoints (weights, optimizer state, position) here")
     p.add_argument(

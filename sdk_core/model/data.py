@@ -11,11 +11,12 @@ from .spec import ModelSpec
 Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def digits(image_size: int | None = 32, test_fraction: float = 0.2, seed: int = 0) -> Split:
+def digits(image_size: int | None = 32, test_fraction: float = 0.2, seed: int = 0, channels: int = 1) -> Split:
     """scikit-learn's 8x8 digits (1,797 images, 10 classes) as ``x_train, y_train, x_test, y_test``.
 
-    Pixels are scaled to [0, 1]. ``image_size`` a multiple of 8 gives ``(1, size, size)`` images
-    (nearest-neighbour upsampling, 32 for LeNet-5); ``None`` gives flat 64-vectors (MLP).
+    Pixels are scaled to [0, 1]. ``image_size`` a multiple of 8 gives ``(channels, size, size)``
+    images (nearest-neighbour upsampling, 32 for LeNet-5; ``channels=3`` repeats the gray level,
+    for models made for colour images); ``None`` gives flat 64-vectors (MLP).
     The split is stratified-free but deterministic for ``seed``.
     """
     if image_size is not None and (
@@ -24,6 +25,8 @@ def digits(image_size: int | None = 32, test_fraction: float = 0.2, seed: int = 
         raise SdkError(f"'image_size' must be a multiple of 8 from 8 to 256 (got {image_size!r})")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SdkError(f"'seed' must be an int >= 0 (got {seed!r})")
+    if channels not in (1, 3) or isinstance(channels, bool):
+        raise SdkError(f"'channels' must be 1 or 3 (got {channels!r})")
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -36,6 +39,7 @@ def digits(image_size: int | None = 32, test_fraction: float = 0.2, seed: int = 
     else:
         r = image_size // 8
         x = x.repeat(r, axis=1).repeat(r, axis=2).reshape(len(x), 1, image_size, image_size)
+        x = np.ascontiguousarray(np.repeat(x, channels, axis=1)) if channels > 1 else x
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = round(len(x) * test_fraction)
     test, train = order[:n_test], order[n_test:]

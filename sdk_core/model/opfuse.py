@@ -118,7 +118,8 @@ def _around(
         return None
     (x,) = outside
     # the elementwise nodes reachable from x, then the largest closed region ending in one of them
-    ahead, todo = set(), [r for r in readers.get(x, []) if r in fusable]
+    ahead: set[int] = set()
+    todo = [r for r in readers.get(x, []) if r in fusable]
     while todo and len(ahead) <= MAX_REGION:
         i = todo.pop()
         if i not in ahead:
@@ -204,9 +205,9 @@ def _split(plan: OpPlan, sources: Sequence[int]) -> tuple[list[int], list[tuple[
 
 
 def _causal(mask: np.ndarray) -> bool:
-    square = mask.reshape(mask.shape[-2:]) if mask.ndim >= 2 and mask.size == mask.shape[-1] * mask.shape[-2] else None
-    if square is None or square.shape[0] != square.shape[1]:
+    if mask.ndim < 2 or mask.size != mask.shape[-1] * mask.shape[-2] or mask.shape[-1] != mask.shape[-2]:
         return False
+    square = mask.reshape(mask.shape[-2], mask.shape[-1])
     above = np.triu(np.ones(square.shape, bool), 1)
     return bool(np.all(square[~above] == 0) and np.all(square[above] <= -1e4))
 
@@ -231,7 +232,8 @@ def attention_regions(
         soft, v = nodes
         if op(soft) != "Softmax" or plans[soft].attributes["axis"] not in (-1, 3) or readers[soft] != [out]:  # type: ignore[union-attr]
             continue
-        members, scale, mask = {out, soft}, 1.0, None
+        members, scale = {out, soft}, 1.0
+        mask: int | np.ndarray | None = None
         (cur,) = sources[soft]
         if op(cur) == "Add" and readers[cur] == [soft]:
             ins, rest = _split(plans[cur], sources[cur])  # type: ignore[arg-type]

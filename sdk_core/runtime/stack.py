@@ -6,7 +6,7 @@ import contextlib
 import json
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -34,6 +34,7 @@ from ..plugins.records import DeviceInfo, FrameworkInfo
 from ..plugins.requests import (
     AllReduceRequest,
     BuildRequest,
+    DecodeRequest,
     DistributedRequest,
     OptimizerStateRequest,
     PredictRequest,
@@ -45,6 +46,7 @@ from ..plugins.requests import (
 from . import host, select
 from .budget import check_fits, need_bytes
 from .checkpoint import Checkpoints, Position, Run
+from .generate import OnToken, Sampler, check_prompts, decode, decoder_shape
 from .training import ArrayData, BatchData, History, Loop
 from .world import DataParallel, Sharded, from_environ, joined, remember
 
@@ -66,7 +68,12 @@ def _is_number(value: Any) -> bool:
 
 StepKey = tuple[str, Optimizer, int, str, bool, World | None, Sharded | None]
 PRECISIONS = ("fp32", "bf16", "fp16")
-STRATEGIES = {"data_parallel": DataParallel(), "zero1": Sharded(1), "zero2": Sharded(2), "zero3": Sharded(3)}
+STRATEGIES: dict[str, DataParallel | Sharded] = {
+    "data_parallel": DataParallel(),
+    "zero1": Sharded(1),
+    "zero2": Sharded(2),
+    "zero3": Sharded(3),
+}
 
 
 def _step_key(
@@ -450,6 +457,8 @@ class Stack:
                 raise SdkError(f"'{name}' must be {_RULES[name]} (got {value!r})")
         world, sharded = self._join(strategy)
         rank, size = (world.rank, world.size) if world else (0, 1)
+        if sharded is not None:  # the ranks of one tensor-parallel group read the same shard
+            rank, size = rank // sharded.tensor, size // sharded.tensor
         key = _step_key(loss, optimizer, accumulate, precision, remat, world, sharded)
         data: ArrayData | BatchData
         if y is None and _batches(x):
@@ -488,16 +497,22 @@ class Stack:
                 self.set_weights(found[0], what="checkpoint weights")
                 self.set_optimizer_state(found[1], *key)
             loop.every = checkpoint_every
-            if rank == 0:  # one copy of identical weights: rank 0 writes it
+            # one copy of identical weights: rank 0 writes it; sharded, every rank writes its shard
+            if (world is None or world.rank == 0) or sharded is not None:
                 loop.checkpoint = lambda position: self._checkpoint(checkpoints, run, key, position)
         evaluate = None
         if validation_data is not None:
             validation = validation_data if _batches(validation_data) else tuple(validation_data)
-            evaluate = lambda: self._evaluate(validation, loss, world=world)
+            # sharded, a forward is a collective: every rank runs the same batches (all the data)
+            evaluate = lambda: self._evaluate(validation, loss, world=None if sharded else world)
         need = need_bytes(spec, min(batch, samples), self.dtype, "training") if samples else None
         with self._memory(f"training at batch size {batch_size if samples else 'of the data'}", need):
             history = loop.run(
-                epochs, evaluate, bool(progress) and rank == 0, on_epoch, None if found is None else found[2]
+                epochs,
+                evaluate,
+                bool(progress) and (world is None or world.main),
+                on_epoch,
+                None if found is None else found[2],
             )
         history.skipped = int(getattr(step, "skipped", 0)) - int(skipped)
         self._check_masks()
@@ -511,9 +526,8 @@ class Stack:
         if isinstance(strategy, str) and strategy in STRATEGIES:
             strategy = STRATEGIES[strategy]
         if not isinstance(strategy, (DataParallel, Sharded)):
-            raise SdkError(
-                f"'strategy' must be one of {', '.join(STRATEGIES)}, a DataParallel, a Sharded or None (got {strategy!r})"
-            )
+            names = ", ".join(STRATEGIES)
+            raise SdkError(f"'strategy' must be one of {names}, a DataParallel, a Sharded or None (got {strategy!r})")
         sharded = strategy if isinstance(strategy, Sharded) else None
         self._need_capability("data_parallel", "train data-parallel")
         if sharded is not None:
@@ -556,7 +570,15 @@ class Stack:
         return x, metrics.check_targets(spec, loss, item[1], len(x))
 
     def _checkpoint(self, checkpoints: Checkpoints, run: Run, key: StepKey, position: Position) -> None:
-        checkpoints.save(self.get_weights(), self.optimizer_state(*key), run, position, self.framework.name)
+        weights, state, world = self.get_weights(), self.optimizer_state(*key), key[5]
+        if key[6] is None or world is None:
+            checkpoints.save(weights, state, run, position, self.framework.name)
+            return
+
+        def barrier(ok: float) -> float:  # every rank's shard is written when the sum is the world size
+            return float(self.manager.all_reduce(AllReduceRequest(self.framework.name, np.array([ok])))[0])
+
+        checkpoints.save_sharded(weights, state, run, position, self.framework.name, world.rank, world.size, barrier)
 
     # -- optimizer state ----------------------------------------------------------------------
     def optimizer_state(
@@ -642,6 +664,54 @@ class Stack:
             result["accuracy"] = correct / n
         return result
 
+    def generate(
+        self,
+        prompt_ids: Any,
+        max_new_tokens: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+        stop_ids: Iterable[int] | None = None,
+        use_cache: bool = True,
+        on_token: OnToken | None = None,
+    ) -> list[np.ndarray]:
+        """New tokens for each prompt of a decoder model (the zoo GPT family), with the
+        framework's key/value cache (frameworks with the ``generate`` capability).
+
+        ``prompt_ids`` is a list of token-id sequences (of any lengths: they are left-padded
+        inside, and each row gives the tokens it gives alone) or a 2-D int array, one prompt
+        per row. Returns one int64 array per row: up to ``max_new_tokens`` tokens, ending at
+        the row's first id in ``stop_ids`` (kept). ``temperature`` 0 is greedy; otherwise
+        tokens are drawn from ``softmax(logits / temperature)`` kept to the ``top_k`` likeliest
+        and then to the smallest set reaching probability ``top_p``, with a generator seeded
+        by ``seed``: the same seed gives the same tokens on every framework whose logits
+        agree. ``use_cache=False`` recomputes the whole sequence at every step (the
+        reference the cache is measured against). ``on_token(row, token_id)``, if given, is
+        called once per new token as soon as it is made (to stream text)."""
+        spec = self._need_model()
+        vocab, context = decoder_shape(spec)
+        if self.precision == "int8":
+            raise NotAvailableError("an int8 model does not generate: generate with the float model")
+        self._need_capability("generate", "generate tokens")
+        if not _is_int(max_new_tokens) or max_new_tokens < 1:
+            raise SdkError(f"'max_new_tokens' must be a positive int (got {max_new_tokens!r})")
+        rows = check_prompts(prompt_ids, vocab)
+        longest = max(len(r) for r in rows)
+        if longest + max_new_tokens > context:
+            raise SdkError(
+                f"a {longest}-token prompt and {max_new_tokens} new tokens exceed the model's context of "
+                f"{context} tokens (at most {max(context - longest, 0)} new tokens)"
+            )
+        sampler = Sampler(temperature, top_k, top_p, seed)
+        if not isinstance(use_cache, bool):
+            raise SdkError(f"'use_cache' must be true or false (got {use_cache!r})")
+        request = DecodeRequest(self.framework.name, self.model, spec, self.device, len(rows), longest + max_new_tokens)
+        with self._memory(f"generating {max_new_tokens} tokens for {len(rows)} prompt(s)"):
+            decoder = self.manager.make_decoder(request)
+            return decode(decoder, rows, max_new_tokens, sampler, stop_ids, use_cache, on_token)
+
     # -- deployment -------------------------------------------------------------------------
     def quantize(self, calibration: Any, method: str = "minmax", per_channel: bool = True) -> Stack:
         """A new stack holding an int8 inference model made from this model's current weights,
@@ -675,14 +745,27 @@ class Stack:
         return self.manager.serialize_model(WeightsRequest(self.framework.name, self.model, spec))
 
     # -- files ------------------------------------------------------------------------------
-    def save(self, path: str) -> None:
-        """Save the weights and the spec to a safetensors file, atomically."""
+    def save(self, path: str, metadata: Mapping[str, str] | None = None) -> None:
+        """Save the weights and the spec to a safetensors file, atomically, with ``metadata``
+        (strings, such as a ``tokenizer`` description) beside them."""
         spec = self._need_model()
         save_weights(
             path,
             self.get_weights(),
-            {"spec": spec.to_json(), "framework": self.framework.name, "device": self.device.id},
+            {**(metadata or {}), "spec": spec.to_json(), "framework": self.framework.name, "device": self.device.id},
         )
+
+    def replace_head(self, num_classes: int, seed: int = 0) -> Stack:
+        """Transfer learning: replace the model's final classifier (its last dense layer)
+        with a freshly initialised one of ``num_classes`` outputs, keeping every other weight.
+        ``Stack(...).load("imported.safetensors").replace_head(10)``, then ``fit``."""
+        from ..model.transfer import with_head
+
+        new, head = with_head(self._need_model(), num_classes)
+        kept = {name: value for name, value in self.get_weights().items() if name not in head}
+        self.build(new, seed=seed, dtype=self.dtype)
+        self.set_weights({**self.get_weights(), **kept})
+        return self
 
     def load(self, path: str, allow_nonfinite: bool = False) -> Stack:
         """Load weights saved by any framework. Builds the file's spec if nothing is built

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 

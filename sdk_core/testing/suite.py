@@ -585,6 +585,47 @@ class ConformanceSuite:
                 else:
                     raise SdkError(f"{feature} is checked by the tests that skip it")
 
+    # -- generation ---------------------------------------------------------------------------
+    def test_generate_decodes_like_the_reference(self):
+        """With the ``generate`` capability: the key/value-cache decoder's logits at every
+        step equal the reference's recomputation of the whole sequence (1e-4), for a
+        left-padded batch of unequal prompts, and greedy decoding gives the reference's
+        tokens. Without it, generation is refused clearly."""
+        spec = sdk_core.zoo.gpt(vocab_size=32, max_len=24, dim=32, heads=4, blocks=2)
+        weights = random_weights(spec, seed=21)
+        stack = self._stack(spec, weights)
+        prompts = [[3, 1, 4, 1, 5], [9, 2], [6, 5, 3, 5, 8, 9, 7]]
+        if "generate" not in self.capabilities:
+            with pytest.raises(NotAvailableError, match="generate"):
+                stack.generate(prompts, 4, temperature=0)
+            return
+        reference = self._reference(spec, weights)
+        want = reference.generate(prompts, 12, temperature=0)
+        seen: list[np.ndarray] = []
+        got = stack.generate(prompts, 12, temperature=0)
+        for row, (g, w) in enumerate(zip(got, want, strict=True)):
+            np.testing.assert_array_equal(g, w, err_msg=f"greedy tokens of prompt {row}")
+        for row, prompt in enumerate(prompts):  # each step's logits: recompute the sequence on the reference
+            sequence = np.asarray(prompt + got[row].tolist()[:-1], np.int64)
+            padded = np.zeros((1, spec.input_shape[0]), np.int64)
+            padded[0, : len(sequence)] = sequence
+            logits = reference.predict(padded)[0]
+            decoder = stack.manager.make_decoder(
+                sdk_core.DecodeRequest(stack.framework.name, stack.model, spec, stack.device, 1, len(sequence))
+            )
+            first = decoder.prefill(np.asarray([prompt], np.int64), np.asarray([len(prompt)], np.int64))
+            steps = [first] + [decoder.step(np.asarray([t], np.int64)) for t in got[row].tolist()[:-1]]
+            for k, step_logits in enumerate(steps):
+                seen.append(step_logits)
+                np.testing.assert_allclose(
+                    np.asarray(step_logits)[0],
+                    logits[len(prompt) - 1 + k],
+                    rtol=self.forward_rtol,
+                    atol=self.forward_atol * 10,
+                    err_msg=f"logits of prompt {row}, step {k}",
+                )
+        assert all(np.asarray(s).dtype == np.float32 for s in seen), "decoder logits must be float32 arrays"
+
 
 def _explained(test: Any) -> Any:
     """``test``, with a note on its failure naming the features the case used that the plugin

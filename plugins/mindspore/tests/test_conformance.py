@@ -3,7 +3,7 @@ from sdk_core.testing import ConformanceSuite
 
 class TestConformance(ConformanceSuite):
     framework = "mindspore"
-    capabilities = {"train", "infer", "data_parallel"}
+    capabilities = {"train", "infer", "data_parallel", "generate"}
     exclusions = {
         "dtype:float64": "this plugin builds float32 networks only",
         "precision:bf16": "MindSpore's CPU build has no bfloat16 MatMul; mixed precision is not wired up",

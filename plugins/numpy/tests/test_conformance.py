@@ -6,7 +6,7 @@ from sdk_core.testing import ConformanceSuite
 
 class TestConformance(ConformanceSuite):
     framework = "numpy"
-    capabilities = {"train", "infer", "data_parallel"}
+    capabilities = {"train", "infer", "data_parallel", "generate"}
     exclusions = {
         "precision:bf16": "NumPy has no bfloat16",
         "precision:fp16": "NumPy runs float16 products in software, far slower than float32",

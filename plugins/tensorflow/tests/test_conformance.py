@@ -3,4 +3,4 @@ from sdk_core.testing import ConformanceSuite
 
 class TestConformance(ConformanceSuite):
     framework = "tensorflow"
-    capabilities = {"train", "infer", "data_parallel"}
+    capabilities = {"train", "infer", "data_parallel", "generate"}

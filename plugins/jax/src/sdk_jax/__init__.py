@@ -13,5 +13,6 @@ plugin = FrameworkHooks(
     device_kinds=("cpu", "cuda", "tpu"),
     priority=15,
     unsupported=("dtype:float64",),  # needs JAX's process-wide jax_enable_x64 switch
-    capabilities=("train", "infer", "data_parallel"),  # jax.distributed and a data-sharded jit
+    # jax.distributed and a data-sharded jit; ZeRO 1-3 and tensor parallelism on a sharded jit
+    capabilities=("train", "infer", "data_parallel", "sharded", "tensor_parallel", "generate"),
 )

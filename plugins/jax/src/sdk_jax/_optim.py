@@ -12,6 +12,8 @@ import optax
 from sdk_core import Optimizer, Schedule
 from sdk_core.model.optim import OptimizerState, state_slots
 
+from ._parallel import full, place
+
 
 def schedule_fn(base_lr: float, s: Schedule) -> Callable[[jax.Array], jax.Array]:
     """The core's schedule (``Schedule.lr_at``, evaluated with ``jax.numpy``) as an optax
@@ -61,22 +63,28 @@ def get_state(opt_state, optimizer: Optimizer) -> OptimizerState:
         field, name = _walk(path)
         slot = _slot(field or "", optimizer)
         if field == "count":
-            step = max(step, int(leaf))
+            step = max(step, int(full(leaf)))
         elif slot in slots and name is not None:
-            slots[slot][name] = np.array(leaf)
+            slots[slot][name] = full(leaf)
     return OptimizerState(step, slots)
 
 
 def set_state(opt_state, state: OptimizerState, optimizer: Optimizer, device):
-    """A new optax state holding ``state`` (same tree, leaves replaced)."""
+    """A new optax state holding ``state`` (same tree, leaves replaced), on ``device``, or laid
+    out as the leaves it replaces when ``device`` is None (a sharded step's state)."""
+
+    def put(value, leaf):
+        if device is None:
+            return place(np.asarray(value, leaf.dtype), leaf.sharding)
+        return jax.device_put(jnp.asarray(value, leaf.dtype), device)
 
     def replace(path, leaf):
         field, name = _walk(path)
         slot = _slot(field or "", optimizer)
         if field == "count":
-            return jax.device_put(jnp.asarray(state.step, leaf.dtype), device)
+            return put(state.step, leaf)
         if slot in state.slots and name is not None:
-            return jax.device_put(jnp.asarray(state.slots[slot][name], leaf.dtype), device)
+            return put(state.slots[slot][name], leaf)
         return leaf
 
     return jax.tree_util.tree_map_with_path(replace, opt_state)

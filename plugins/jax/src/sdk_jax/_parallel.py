@@ -59,6 +59,17 @@ def all_reduce(values: np.ndarray) -> np.ndarray:
     return np.asarray(hosts.process_allgather(np.asarray(values, np.float64))).reshape(jax.process_count(), -1).sum(0)
 
 
+def full(a: jax.Array) -> np.ndarray:
+    """The whole of ``a`` on this host, gathered from every process when it is sharded across them
+    (a collective then: every process calls it for the same arrays)."""
+    return np.array(a if a.is_fully_addressable else hosts.process_allgather(a, tiled=True))
+
+
+def place(value: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
+    """``value`` (the same whole array in every process) laid out as ``sharding``."""
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: np.asarray(value[index]))
+
+
 def per_sample(loss: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """The loss of each sample (averaged over a sequence's positions)."""
     if loss == "cross_entropy":

@@ -12,9 +12,9 @@ import optax
 
 from sdk_core import BuildRequest, DeviceInfo, NotAvailableError, StepRequest
 from sdk_core.model.optim import OptimizerState
-from sdk_core.plugins.requests import DistributedRequest
+from sdk_core.plugins.requests import DecodeRequest, DistributedRequest
 
-from . import _parallel
+from . import _parallel, _sharded
 from ._layers import model_fn
 from ._optim import get_state, make_optimizer, set_state
 
@@ -43,6 +43,8 @@ class JaxModel:
         self.params: dict[str, jax.Array] = {}
         self.state: dict[str, jax.Array] = {}
         self.key = jax.device_put(jax.random.key(request.seed), self.device)
+        self.placement: dict[str, jax.sharding.Sharding] = {}  # a sharded step's layout of each weight
+        self._local: tuple = (None, None, None)
 
     def put(self, x: np.ndarray) -> jax.Array:
         return jax.device_put(x, self.device)
@@ -50,10 +52,29 @@ class JaxModel:
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
         for name, value in weights.items():
             target = self.params if name in self.trainable else self.state
-            target[name] = self.put(np.asarray(value, np.float32))
+            value = np.asarray(value, np.float32)
+            target[name] = _parallel.place(value, self.placement[name]) if name in self.placement else self.put(value)
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        return {k: np.array(v) for k, v in {**self.params, **self.state}.items()}
+        """Whole arrays, gathered from every process when a sharded step spreads them (then every
+        process calls this together)."""
+        return {k: _parallel.full(v) for k, v in {**self.params, **self.state}.items()}
+
+    def reshard(self, params: Mapping[str, jax.sharding.Sharding], other: jax.sharding.Sharding) -> None:
+        """Lay the weights out as a sharded step keeps them: trainable ones as ``params``, the rest as ``other``."""
+        self.placement = {n: params[n] if n in self.trainable else other for n in {**self.params, **self.state}}
+        self.set_weights(self.get_weights())
+
+    def local(self) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+        """The weights as arrays of this process, for inference: gathered (together by every
+        process, once after each step) when a sharded step spreads them across processes."""
+        arrays = (self.params, self.state)
+        if all(a.is_fully_addressable for t in arrays for a in t.values()):
+            return arrays
+        if self._local[0] is not self.params or self._local[1] is not self.state:
+            gather = lambda t: {n: self.put(_parallel.full(a)) for n, a in t.items()}
+            self._local = (self.params, self.state, (gather(self.params), gather(self.state)))
+        return self._local[2]
 
 
 def loss_fn(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
@@ -101,6 +122,13 @@ def train_step(request: StepRequest) -> Step:
 
     # pruning masks, applied inside the compiled update (an argument, not a baked-in constant)
     masks = {n: model.put(np.asarray(m, np.float32)) for n, m in (request.masks or {}).items()}
+    if request.zero or request.tensor > 1:
+        if low or k > 1 or request.remat:
+            raise NotAvailableError("sharded JAX steps run in float32 without accumulation or checkpointing here")
+        if request.world is not None:
+            _parallel.check_joined(request.world.size)
+        run = _sharded.make_step(model, apply, tx, request.loss, masks, opt_state, request.zero, request.tensor)
+        return Step(run, opt_state, request.optimizer, None, scaler)
     if request.world is not None and request.world.size > 1:
         if low or k > 1 or request.remat:
             raise NotAvailableError("data-parallel JAX steps run in float32 without accumulation or checkpointing here")
@@ -203,7 +231,7 @@ class Step:
 
 def predict(model: JaxModel) -> Callable[[np.ndarray], np.ndarray]:
     forward = jax.jit(lambda params, state, x: model.apply(params, state, x, False, jax.random.key(0))[0])
-    return lambda x: np.asarray(forward(model.params, model.state, x))
+    return lambda x: np.asarray(forward(*model.local(), x))
 
 
 def init_distributed(request: DistributedRequest) -> None:
@@ -213,3 +241,10 @@ def init_distributed(request: DistributedRequest) -> None:
 
 all_reduce = _parallel.all_reduce
 build = JaxModel  # the FrameworkHooks runtime contract: build(request) -> model
+
+
+def decoder(request: DecodeRequest):
+    """The key/value-cache decoder (``_decode``; the ``generate`` capability)."""
+    from ._decode import Decoder
+
+    return Decoder(request)

@@ -15,7 +15,8 @@ plugin = FrameworkHooks(
     # float32 networks only; mixed precision and recomputation are not wired up here: the CPU
     # build has no bfloat16 MatMul, and Cell.recompute needs graph mode, not PyNative + jit
     unsupported=("dtype:float64", "precision:bf16", "precision:fp16", "training:remat"),
-    capabilities=("train", "infer", "data_parallel"),  # mindspore.communication: AllReduce in the step
+    # data_parallel: mindspore.communication, AllReduce in the step; generate: mindspore.jit decode steps
+    capabilities=("train", "infer", "data_parallel", "generate"),
     refusals={
         "sharded": "MindSpore's optimizer parallel (ZeRO) runs on Ascend/GPU only, not on the CPU build; "
         "train with strategy='data_parallel', or shard with torch or jax",

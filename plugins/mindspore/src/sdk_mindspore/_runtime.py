@@ -16,7 +16,7 @@ from mindspore import Tensor, ops
 
 from sdk_core import BuildRequest, DeviceInfo, NotAvailableError, StepRequest
 from sdk_core.model.optim import OptimizerState
-from sdk_core.plugins.requests import DistributedRequest
+from sdk_core.plugins.requests import DecodeRequest, DistributedRequest
 
 from ._layers import build as build_cells
 from ._layers import canonical_names
@@ -271,3 +271,10 @@ def predict(model: MsModel) -> Callable[[np.ndarray], np.ndarray]:
 
 
 build = MsModel  # the FrameworkHooks runtime contract: build(request) -> model
+
+
+def decoder(request: DecodeRequest):
+    """The key/value-cache decoder (``_decode``; the ``generate`` capability)."""
+    from ._decode import Decoder
+
+    return Decoder(request)

@@ -14,7 +14,7 @@ plugin = FrameworkHooks(
     priority=0,
     # NumPy has no bfloat16, runs float16 products in software, and has no autograd to recompute with
     unsupported=("precision:bf16", "precision:fp16", "training:remat"),
-    capabilities=("train", "infer", "data_parallel"),  # gradients summed by torch.distributed's gloo
+    capabilities=("train", "infer", "data_parallel", "generate"),  # gradients summed by torch.distributed's gloo
     refusals={
         "sharded": "the NumPy reference keeps whole weights on every rank; shard with torch or jax",
         "tensor_parallel": "the NumPy reference keeps whole layers on every rank; split layers with torch or jax",

@@ -12,6 +12,7 @@ from sdk_core.model.optim import OptimizerState
 from sdk_core.model.spec import Op
 
 from . import _parallel
+from ._decode import decoder  # noqa: F401  (the sdk_make_decoder hook's runtime function)
 from ._layers import LOSSES, make_op
 from ._ops import FoldedNode, OpNode
 from ._optim import Updater

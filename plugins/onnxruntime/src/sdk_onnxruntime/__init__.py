@@ -14,7 +14,7 @@ plugin = FrameworkHooks(
     api=1,
     # onnxruntime-gpu brings the CUDA and TensorRT execution providers; onnxruntime the CPU one
     version_of={"onnxruntime-gpu": ("cpu", "cuda"), "onnxruntime": ("cpu",)},
-    capabilities=("infer", "int8"),
+    capabilities=("infer", "int8", "generate"),
     backends=BACKENDS,
     unsupported=("dtype:float64",),
 )

@@ -12,7 +12,7 @@ import onnxruntime as ort
 from sdk_core import BuildRequest, DeviceInfo, ModelSpec, NotAvailableError
 from sdk_core.export import to_onnx
 from sdk_core.export.int8 import quantize_static
-from sdk_core.plugins.requests import QuantizeRequest
+from sdk_core.plugins.requests import DecodeRequest, QuantizeRequest
 
 from . import _providers
 
@@ -35,6 +35,7 @@ class OrtModel:
         self.fixed = onnx is not None
         self.onnx: bytes | None = onnx
         self.session: ort.InferenceSession | None = None
+        self.decoder: ort.InferenceSession | None = None  # the decoder export's session, kept like `session`
         self.input_dtype = np.int64 if spec.input_dtype == "int64" else np.float32
         self.wanted = _providers.requested(device.kind)
         self.providers = _providers.choose(self.wanted, ort.get_available_providers(), strict)
@@ -46,26 +47,28 @@ class OrtModel:
         if self.fixed:
             raise NotAvailableError("an int8 model's weights are fixed: quantize the float model again")
         self.weights.update({k: np.array(v, np.float32) for k, v in weights.items()})
-        self.onnx, self.session = None, None
+        self.onnx, self.session, self.decoder = None, None, None
 
     def serialize(self) -> bytes:
         if self.onnx is None:
             self.onnx = to_onnx(self.spec, self.weights).SerializeToString()
         return self.onnx
 
+    def start(self, onnx: bytes) -> ort.InferenceSession:
+        """An ``InferenceSession`` of ``onnx`` on this model's execution providers."""
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: warnings become SdkWarnings or errors
+        provider_options = [
+            {"device_id": str(self.device.index)} if p != _providers.CPU else {} for p in self.providers
+        ]
+        session = ort.InferenceSession(onnx, options, providers=self.providers, provider_options=provider_options)
+        chosen = [p for p in self.wanted if p in self.providers]  # the missing ones were reported
+        _providers.check_active(chosen, session.get_providers(), self.strict)
+        return session
+
     def _session(self) -> ort.InferenceSession:
         if self.session is None:
-            options = ort.SessionOptions()
-            options.log_severity_level = 3  # errors only: warnings become SdkWarnings or errors
-            provider_options = [
-                {"device_id": str(self.device.index)} if p != _providers.CPU else {} for p in self.providers
-            ]
-            session = ort.InferenceSession(
-                self.serialize(), options, providers=self.providers, provider_options=provider_options
-            )
-            chosen = [p for p in self.wanted if p in self.providers]  # the missing ones were reported
-            _providers.check_active(chosen, session.get_providers(), self.strict)
-            self.session = session
+            self.session = self.start(self.serialize())
         return self.session
 
     def run(self, x: Any) -> np.ndarray:
@@ -95,3 +98,9 @@ def quantize(request: QuantizeRequest) -> OrtModel:
 
 def serialize(model: OrtModel) -> bytes:
     return model.serialize()
+
+
+def decoder(request: DecodeRequest) -> Any:
+    from ._decode import OrtDecoder
+
+    return OrtDecoder(request.model, request.batch, request.capacity)

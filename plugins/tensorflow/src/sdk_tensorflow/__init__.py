@@ -19,7 +19,8 @@ plugin = FrameworkHooks(
     api=1,
     version_of=DISTRIBUTIONS,
     priority=10,
-    capabilities=("train", "infer", "data_parallel"),  # tf.distribute.MultiWorkerMirroredStrategy
+    # data_parallel: tf.distribute.MultiWorkerMirroredStrategy; generate: tf.function decode steps
+    capabilities=("train", "infer", "data_parallel", "generate"),
     refusals={
         "sharded": "TensorFlow's supported engines do data parallelism only on the CPU: Keras 3 has no "
         "TensorFlow distribution API and DTensor is experimental; train with strategy='data_parallel', "

@@ -9,7 +9,7 @@ import numpy as np
 
 from sdk_core import BuildRequest, DeviceInfo, NotAvailableError, StepRequest
 from sdk_core.model.optim import OptimizerState
-from sdk_core.plugins.requests import DistributedRequest
+from sdk_core.plugins.requests import DecodeRequest, DistributedRequest
 
 from . import _parallel
 from ._framework import keras, tf
@@ -298,3 +298,10 @@ def init_distributed(request: DistributedRequest) -> None:
 
 
 all_reduce = _parallel.all_reduce
+
+
+def decoder(request: DecodeRequest):
+    """The key/value-cache decoder (``_decode``; the ``generate`` capability)."""
+    from ._decode import Decoder
+
+    return Decoder(request)

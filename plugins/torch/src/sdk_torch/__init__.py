@@ -12,5 +12,7 @@ plugin = FrameworkHooks(
     version_of="torch",
     device_kinds=("cpu", "cuda", "npu"),
     priority=20,
-    capabilities=("train", "infer", "data_parallel"),  # torch.distributed: gloo on the cpu, NCCL on CUDA
+    # torch.distributed: gloo on the cpu, NCCL on CUDA; sharded (FSDP2, ZeroRedundancyOptimizer) and
+    # tensor_parallel (parallelize_module on a 2-D DeviceMesh): see _sharded
+    capabilities=("train", "infer", "data_parallel", "sharded", "tensor_parallel", "generate"),
 )

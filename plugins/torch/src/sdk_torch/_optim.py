@@ -7,9 +7,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.distributed.tensor import DTensor
 
 from sdk_core import Optimizer
 from sdk_core.model.optim import OptimizerState, state_slots
+
+from ._sharded import full, like
 
 # torch's single-kernel ("fused") optimizers, on the devices they run on: one kernel a tensor
 # for the whole update instead of several; on the cpu a torch MLP epoch with Adam takes 0.65x
@@ -18,24 +21,33 @@ FUSED = {"sgd", "adagrad", "adam", "adamw"}
 FUSED_DEVICES = {"cpu", "cuda"}
 
 
-def make_optimizer(opt: Optimizer, params) -> tuple[torch.optim.Optimizer, Any]:
+def make_optimizer(opt: Optimizer, params, zero: bool = False) -> tuple[torch.optim.Optimizer, Any]:
     """torch.optim's optimizers follow the core's rules as they are (fused where torch has the
-    kernel: the same update, rounded in another order); the schedule is a LambdaLR."""
+    kernel: the same update, rounded in another order); the schedule is a LambdaLR. ``zero``:
+    the optimizer inside a ``ZeroRedundancyOptimizer`` (ZeRO stage 1: each rank keeps the
+    state of its partition of the parameters)."""
     params = list(params)
-    fused = {"fused": True} if opt.name in FUSED and {p.device.type for p in params} <= FUSED_DEVICES else {}
+    # DTensor (sharded) parameters: torch has no sharding rule for every fused kernel (_fused_sgd_)
+    plain = not any(isinstance(p, DTensor) for p in params)
+    fused = {"fused": True} if plain and opt.name in FUSED and {p.device.type for p in params} <= FUSED_DEVICES else {}
     if opt.name == "sgd":
-        native = torch.optim.SGD(
-            params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=opt.weight_decay, **fused
+        cls, kwargs = (
+            torch.optim.SGD,
+            dict(lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=opt.weight_decay, **fused),
         )
     elif opt.name == "adagrad":
-        native = torch.optim.Adagrad(params, lr=opt.lr, eps=opt.eps, weight_decay=opt.weight_decay, **fused)
+        cls, kwargs = torch.optim.Adagrad, dict(lr=opt.lr, eps=opt.eps, weight_decay=opt.weight_decay, **fused)
     elif opt.name == "rmsprop":
-        native = torch.optim.RMSprop(params, lr=opt.lr, alpha=opt.rho, eps=opt.eps, weight_decay=opt.weight_decay)
+        cls, kwargs = torch.optim.RMSprop, dict(lr=opt.lr, alpha=opt.rho, eps=opt.eps, weight_decay=opt.weight_decay)
     else:
         cls = torch.optim.AdamW if opt.name == "adamw" else torch.optim.Adam
-        native = cls(
-            params, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, weight_decay=opt.weight_decay, **fused
-        )
+        kwargs = dict(lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, weight_decay=opt.weight_decay, **fused)
+    if zero:
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+
+        native = ZeroRedundancyOptimizer(params, optimizer_class=cls, **kwargs)
+    else:
+        native = cls(params, **kwargs)
     schedule = None
     if not opt.schedule.is_constant:
         schedule = torch.optim.lr_scheduler.LambdaLR(native, lambda t: opt.lr_at(t) / opt.lr)
@@ -53,7 +65,7 @@ SLOTS = {
 
 
 def _canonical(name: str, value: torch.Tensor, transposed: set[str]) -> np.ndarray:
-    array = value.detach().cpu().numpy()
+    array = full(value.detach()).cpu().numpy()
     return (array.T if name in transposed else array).copy()
 
 
@@ -96,7 +108,7 @@ def set_state(
             if slot in state.slots:
                 value = state.slots[slot][name]
                 value = value.T if name in transposed else value
-                entry[key] = torch.from_numpy(np.ascontiguousarray(value)).to(p.device, p.dtype)
+                entry[key] = like(torch.from_numpy(np.ascontiguousarray(value)), p)
         if entry:
             native.state[p] = entry
     if schedule is not None:

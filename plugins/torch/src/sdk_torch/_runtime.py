@@ -8,6 +8,7 @@ import functools
 import gc
 import weakref
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +20,9 @@ from sdk_core import BuildRequest, DeviceInfo, NotAvailableError, StepRequest
 from sdk_core.model.optim import OptimizerState
 from sdk_core.plugins.requests import DistributedRequest
 
-from . import _layers
-from ._optim import get_state, make_optimizer, set_state
+from . import _layers, _sharded
+from ._decode import decoder  # noqa: F401  (the sdk_make_decoder hook's runtime function)
+from ._optim import SLOTS, get_state, make_optimizer, set_state
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -55,6 +57,8 @@ class TorchModel:
         self.transposed = _layers.linear_weights(self.module)
         self.tokens = request.spec.input_dtype == "int64"
         self.ddp: DistributedDataParallel | None = None  # made by the first data-parallel step
+        self.sharding: tuple[int, int] | None = None  # (ZeRO stage, tensor) once a sharded step made it
+        self.mesh = None
 
     def tensor(self, x: np.ndarray) -> torch.Tensor:
         # torch warns on a read-only array (a memory-mapped file's batch): such a batch is copied
@@ -68,20 +72,25 @@ class TorchModel:
         return t.to(self.device, torch.long if self.tokens else self.dtype, non_blocking=True)
 
     def get_weights(self) -> dict[str, np.ndarray]:
+        """The canonical weights; a sharded model's are gathered (every rank calls this together)."""
+        if self.sharding is not None:
+            _sharded.settle(self.module)
         out = {}
         for name, t in self.module.state_dict().items():
             if name.endswith("num_batches_tracked"):
                 continue
-            value = t.detach().cpu().numpy()
+            value = _sharded.full(t.detach()).cpu().numpy()
             out[name] = (value.T if name in self.transposed else value).copy()
         return out
 
     @torch.no_grad()
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        if self.sharding is not None:
+            _sharded.settle(self.module)
         state = self.module.state_dict()
         for name, value in weights.items():
             value = value.T if name in self.transposed else value
-            state[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+            state[name].copy_(_sharded.like(torch.from_numpy(np.ascontiguousarray(value)), state[name]))
 
 
 def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -99,11 +108,28 @@ class Step:
     def __init__(self, request: StepRequest) -> None:
         self.model: TorchModel = request.model
         self.module, self.optimizer = self.model.module, request.optimizer
+        self.world = request.world if request.world is not None and request.world.size > 1 else None
+        # ZeRO stage and tensor-parallel degree (_sharded): the module is sharded in place, once
+        self.zero, self.tensor = (request.zero, request.tensor) if self.world is not None else (0, 1)
+        if self.zero:
+            _sharded.check(request)
+            mesh = _sharded.shard(self.model, self.zero, self.tensor, self.world.size)
+            if self.zero == 1 and self.model.ddp is None:
+                self.model.ddp = DistributedDataParallel(self.module, device_mesh=mesh)
+                _WRAPPED.add(self.model)
+        elif self.model.sharding is not None:
+            raise NotAvailableError(
+                f"this torch model is sharded (ZeRO stage {self.model.sharding[0]}): train it with the same strategy"
+            )
         self.params = dict(self.module.named_parameters())
         # a spec without weights (pooling only) still trains: forward and loss, nothing to update
         self.native, self.schedule = (
-            make_optimizer(request.optimizer, list(self.params.values())) if self.params else (None, None)
+            make_optimizer(request.optimizer, list(self.params.values()), zero=self.zero == 1)
+            if self.params
+            else (None, None)
         )
+        # stage 1: which rank's partition holds each parameter's optimizer state
+        self.owners = _sharded.owners(self.native, list(self.params.values())) if self.zero == 1 and self.params else []
         self.loss_of = loss_fn(request.loss)
         self.targets_dtype = torch.long if request.loss == "cross_entropy" else self.model.dtype
         self.count = self.skipped = 0
@@ -113,8 +139,7 @@ class Step:
         # fp16 needs dynamic loss scaling; bf16 has float32's range and needs none
         self.scaler = torch.amp.GradScaler(self.model.device.type) if request.precision == "fp16" else None
         self.plain = self.autocast is None and self.accumulate == 1 and not self.blocks
-        self.world = request.world if request.world is not None and request.world.size > 1 else None
-        if self.world is not None:
+        if self.world is not None and not self.zero:
             if not self.plain:
                 raise NotAvailableError(
                     "data-parallel torch steps run in float32 without accumulation or checkpointing here"
@@ -154,21 +179,23 @@ class Step:
         ranks; each rank's loss is weighted by its share of the global batch (times the number
         of ranks) so that uneven shards still give the global batch's gradient, and the loss
         returned is the global batch's."""
-        model, world = self.model, self.world
-        assert world is not None and model.ddp is not None
+        model, world, tensor = self.model, self.world, self.tensor
+        # ZeRO stages 2 and 3 (and tensor parallelism): the FSDP root averages over "dp" itself
+        forward = self.module if self.zero >= 2 else model.ddp
+        assert world is not None and forward is not None
         target = torch.from_numpy(np.ascontiguousarray(y)).to(model.device, self.targets_dtype)
         shares = torch.tensor([float(len(x))], device=model.device)
-        dist.all_reduce(shares)
-        weight = len(x) / shares[0]
-        loss = self.loss_of(model.ddp(model.tensor(x)), target) * weight
+        dist.all_reduce(shares)  # the ranks of one tensor-parallel group hold the same shard: counted T times
+        weight = len(x) * tensor / shares[0]
+        loss = self.loss_of(forward(model.tensor(x)), target) * weight
         if self.native is not None:
             self.native.zero_grad(set_to_none=True)
-            (loss * world.size).backward()
+            (loss * (world.size // tensor)).backward()
             self._update()
         total = loss.detach().clone()
         dist.all_reduce(total)
         self.count += 1
-        return total
+        return total / tensor if tensor > 1 else total
 
     def _update(self) -> None:
         assert self.native is not None
@@ -215,10 +242,20 @@ class Step:
         return total
 
     def get_state(self) -> OptimizerState:
-        return get_state(self.optimizer, self.native, self.params, self.model.transposed, self.count)
+        native: Any = self.native
+        if self.zero == 1 and native is not None:  # every slot from the rank that holds it
+            keys = list(SLOTS[self.optimizer.name])
+            native = _sharded.Gathered(native, list(self.params.values()), keys, self.owners)
+        return get_state(self.optimizer, native, self.params, self.model.transposed, self.count)
 
     def set_state(self, state: OptimizerState) -> None:
         set_state(state, self.optimizer, self.native, self.schedule, self.params, self.model.transposed)
+        if self.zero == 1 and self.native is not None:  # each rank keeps its partition's state
+            rank = dist.get_rank()
+            for p, owner in zip(self.params.values(), self.owners, strict=True):
+                entry = self.native.state.pop(p, None)
+                if entry and owner == rank:
+                    self.native.optim.state[p] = entry
         self.count = state.step
 
 
@@ -234,6 +271,8 @@ def predict(model: TorchModel) -> Callable[[np.ndarray], np.ndarray]:
         if module.training:
             module.eval()
         y = module(model.tensor(x)).cpu().numpy()
+        if model.sharding is not None:
+            _sharded.settle(module)  # stage 2 keeps a forward's gathered parameters: shard them again
         # a model that only moves values (Flatten, a Transpose node) returns a view of the input
         return y.copy() if np.may_share_memory(y, x) else y
 

@@ -1,0 +1,539 @@
+"""An ONNX file as a spec and weights that train, compress and serve in every framework
+(``sdk import``, :func:`import_onnx`).
+
+Every ONNX node becomes an operator node (:class:`~sdk_core.model.spec.Op`), or a layer where
+the match is exact (:func:`sdk_core.model.onnx_layers.to_layers`). Float initializers that feed
+a weight slot (a product's or convolution's matrix, a bias, a normalization's scale and shift,
+an embedding table) become trainable weights; batch-norm statistics are stored, untrained;
+scalars and integer tensors are constants. A weight's canonical name keeps its ONNX name where
+it can: ``conv1.weight`` stays ``conv1.weight``, ``layer1.0.conv1.weight`` becomes
+``layer1_0_conv1.weight`` (node names hold no dots); :attr:`Imported.onnx_names` maps them
+back. Shape-only subgraphs are folded by the core for the input signature; the batch axis
+stays free. Files of opsets below 13 are upgraded with ``onnx.version_converter``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ..errors import NotAvailableError, SdkError, SdkWarning, SpecError
+from . import spec as S
+from .onnx_rewrite import EXPANDED
+from .ops import FOLDED, OPS
+
+OPSETS = (13, 21)
+"""The default-domain opsets read; older files are upgraded to the first."""
+WEIGHT_SLOTS = {  # operator -> the input positions whose float initializers train
+    "MatMul": (0, 1),
+    "Gemm": (0, 1, 2),
+    "Conv": (1, 2),
+    "Add": (0, 1),
+    "Sub": (0, 1),
+    "Mul": (0, 1),
+    "LayerNormalization": (1, 2),
+    "BatchNormalization": (1, 2),
+    "Gather": (0,),
+}
+STORED = {"BatchNormalization": (3, 4)}  # float initializers kept as untrained weights
+EXTRA_OUTPUTS_OK = {"Dropout", "LayerNormalization", "MaxPool", "BatchNormalization"}
+FOLDED_CONV = re.compile(r"^onnx::Conv_\d+$")  # the legacy exporter's name for a conv it fused a batch norm into
+
+
+@attrs.frozen
+class Imported:
+    """What :func:`import_onnx` made: the spec, its weights (canonical names), the ONNX name
+    of each weight, the model's opset, the operators it used (type: count), notes for the
+    user, and the batch-norm parameters the exporter folded into convolutions (not in the
+    spec: ``torch's count = spec.param_count() + folded_batchnorm_parameters``)."""
+
+    spec: S.ModelSpec
+    weights: dict[str, np.ndarray]
+    onnx_names: dict[str, str]
+    opset: int
+    census: dict[str, int]
+    notes: tuple[str, ...] = ()
+    folded_batchnorm_parameters: int = 0
+    untied: tuple[str, ...] = ()
+
+    def metadata(self) -> dict[str, str]:
+        """What the weights file stores beside the spec."""
+        return {"onnx_names": json.dumps(self.onnx_names, sort_keys=True), "onnx_opset": str(self.opset)}
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise NotAvailableError("importing ONNX files needs the onnx package: pip install 'sdk-core[onnx]'") from None
+    return onnx
+
+
+def list_ops() -> list[tuple[str, str]]:
+    """The operators ``sdk import`` reads, with the opsets: (operator, opsets)."""
+    rows = [(name, f"{OPSETS[0]}-{OPSETS[1]}") for name in sorted(OPS)]
+    return rows + [("Constant", f"{OPSETS[0]}-{OPSETS[1]}")]
+
+
+def _load(path: str | Path) -> Any:
+    onnx = _onnx()
+    p = Path(path)
+    if not p.is_file():
+        raise SdkError(f"'{path}' is not a file")
+    try:
+        model = onnx.load(str(p))
+        onnx.checker.check_model(model)
+    except Exception as exc:  # DecodeError, ValidationError, a truncated file, external data missing
+        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise SdkError(f"'{path}' is not a readable ONNX model ({detail})") from None
+    if not model.graph.node:
+        raise SdkError(f"'{path}' is not a readable ONNX model (its graph has no nodes)")
+    return model
+
+
+def _opset(model: Any, path: str | Path) -> tuple[Any, int]:
+    onnx = _onnx()
+    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if version is None:
+        raise SdkError(f"'{path}' imports no default-domain (ai.onnx) opset")
+    if version > OPSETS[1]:
+        raise SdkError(
+            f"'{path}' uses opset {version}; sdk import reads {OPSETS[0]}-{OPSETS[1]}: "
+            f"export with opset_version={OPSETS[1]}"
+        )
+    if version < OPSETS[0]:
+        try:
+            model = onnx.version_converter.convert_version(model, OPSETS[0])
+        except Exception as exc:
+            raise SdkError(f"'{path}' (opset {version}) could not be upgraded to opset {OPSETS[0]}: {exc}") from None
+        version = OPSETS[0]
+    return model, version
+
+
+def _attributes(node: Any) -> dict[str, Any]:
+    onnx = _onnx()
+    out: dict[str, Any] = {}
+    for a in node.attribute:
+        value = onnx.helper.get_attribute_value(a)
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, onnx.TensorProto):  # ConstantOfShape's value: one number
+            value = onnx.numpy_helper.to_array(value)
+            if node.op_type != "Constant":
+                if value.size != 1:
+                    raise SdkError(
+                        f"node '{node.name}' ({node.op_type}): attribute '{a.name}' is a tensor of {value.size} values"
+                    )
+                value = value.reshape(()).item()
+        elif isinstance(value, list) and value and isinstance(value[0], bytes):
+            value = [v.decode() for v in value]
+        out[a.name] = value
+    return out
+
+
+def _constant(node: Any) -> np.ndarray:
+    a = _attributes(node)
+    for key in ("value", "value_float", "value_int", "value_floats", "value_ints"):
+        if key in a:
+            value = np.asarray(a[key])
+            return value.astype(np.int64) if value.dtype.kind in "iu" else value
+    raise SdkError(f"Constant node '{node.name}' has no value this importer reads (sparse or string values)")
+
+
+_KEY_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+_NODE_BAD = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _module_of(onnx_name: str, fallback: str) -> str:
+    """A node's name from the torch exporters' scoped names: ``/layer1/layer1.0/conv1/Conv``
+    is ``layer1_0_conv1`` (the module it came from), ``/act/Div`` is ``act``."""
+    segments = [s for s in onnx_name.strip("/").split("/")[:-1] if s]
+    if not segments:
+        return fallback
+    dotted = [j for j, s in enumerate(segments) if "." in s]
+    start = dotted[-1] if dotted else 0
+    return ".".join(segments[start:]).replace(".", "_")
+
+
+def _key(name: str) -> str:
+    key = _KEY_BAD.sub("_", name).strip(".") or "w"
+    return key if key[0].isalpha() or key[0] == "_" else f"_{key}"
+
+
+class _Names:
+    """Unique node names (1-64 letters, digits, '_' or '-')."""
+
+    def __init__(self) -> None:
+        self.used = {S.INPUT} if hasattr(S, "INPUT") else {"input"}
+
+    def free(self, name: str) -> bool:
+        return name not in self.used
+
+    def take(self, wish: str) -> str:
+        base = (_NODE_BAD.sub("_", wish).strip("_") or "node")[:56]
+        name, i = base, 1
+        while name in self.used:
+            name, i = f"{base}_{i}", i + 1
+        self.used.add(name)
+        return name
+
+
+@attrs.define
+class _Node:
+    """A node being imported: its ONNX facts and what it became."""
+
+    name: str
+    op: str
+    inputs: list[
+        tuple[str, Any]
+    ]  # ("node", name) | ("input", None) | ("init", name) | ("const", array) | ("none", None)
+    attributes: dict[str, Any]
+    onnx_name: str
+
+
+def import_onnx(
+    path: str | Path, input_shape: Sequence[int] | None = None
+) -> tuple[S.ModelSpec, dict[str, np.ndarray]]:
+    """The spec and weights of an ONNX file (``input_shape``: the full input shape, batch
+    first, for inputs with free axes). See :func:`read` for the import's report."""
+    done = read(path, input_shape)
+    return done.spec, done.weights
+
+
+def read(path: str | Path, input_shape: Sequence[int] | None = None, layers: bool = True) -> Imported:
+    """Import ``path``: :class:`Imported`. ``layers=False`` keeps every node an operator node.
+    Errors are one :class:`SdkError` line naming what is wrong; warnings
+    (:class:`~sdk_core.errors.SdkWarning`) say what was changed."""
+    onnx = _onnx()
+    model, opset = _opset(_load(path), path)
+    graph = model.graph
+    inits = {t.name: _stored(onnx.numpy_helper.to_array(t)) for t in graph.initializer}
+    consts = {node.output[0] for node in graph.node if node.op_type == "Constant" and node.output}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            inits[node.output[0]] = _stored(_constant(node))
+    real_inputs = [i for i in graph.input if i.name not in inits]
+    if len(real_inputs) != 1:
+        names = ", ".join(i.name for i in real_inputs) or "none"
+        raise SdkError(
+            f"'{path}' has {len(real_inputs)} inputs ({names}); sdk import takes models with exactly one input: "
+            "export with only the one the model needs"
+        )
+    given = real_inputs[0]
+    shape, dtype = _input_signature(given, input_shape, path)
+    unsupported = [
+        n
+        for n in graph.node
+        if n.op_type not in ("Constant", *EXPANDED) and (n.domain not in ("", "ai.onnx") or n.op_type not in OPS)
+    ]
+    if unsupported:
+        n = unsupported[0]
+        where = f"domain '{n.domain}', " if n.domain not in ("", "ai.onnx") else ""
+        raise SdkError(
+            f"operator {n.op_type} ({where}opset {opset}) of node '{n.name or n.output[0]}' is not supported "
+            f"(see sdk import --list-ops)"
+        )
+    graph = _rewrite(model, inits)
+    nodes, outputs = _nodes(graph, inits, given.name)
+    census: dict[str, int] = {}
+    for n in graph.node:
+        census[n.op_type] = census.get(n.op_type, 0) + 1
+    result, renamed = _assemble(nodes, outputs, graph, inits, consts, shape, dtype, {}, path)
+    if layers:
+        from .onnx_layers import to_layers
+
+        index = {name: i for i, name in enumerate(result.spec.names)}
+
+        def shape_of(name: str) -> tuple[int, ...] | None:
+            if name == "input":
+                return result.spec.input_shape
+            i = index.get(renamed.get(name, ""))
+            return None if i is None else result.spec.shapes[i + 1]
+
+        plan = to_layers(nodes, inits, consts, shape_of)
+        if plan:
+            result = _assemble(nodes, outputs, graph, inits, consts, shape, dtype, plan, path)[0]
+    for note in result.notes:
+        warnings.warn(note, SdkWarning, stacklevel=2)
+    return attrs.evolve(
+        result, opset=opset, census=dict(sorted(census.items())), spec=attrs.evolve(result.spec, name=_spec_name(path))
+    )
+
+
+def _rewrite(model: Any, inits: dict[str, np.ndarray]) -> Any:
+    """The model's graph with :mod:`sdk_core.model.onnx_rewrite` applied."""
+    onnx = _onnx()
+    from .onnx_rewrite import rewrite
+
+    shapes: dict[str, tuple[Any, ...]] = {}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        for v in (*inferred.graph.value_info, *inferred.graph.input):
+            dims = v.type.tensor_type.shape.dim
+            shapes[v.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    except Exception:  # shape inference is a help here, not a requirement
+        pass
+    graph = model.graph
+    nodes = rewrite(graph, inits, shapes)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return graph
+
+
+def _spec_name(path: str | Path) -> str:
+    return _NODE_BAD.sub("_", Path(path).stem)[:64]
+
+
+def _stored(value: np.ndarray) -> np.ndarray:
+    """An initializer as the spec keeps it: floats as float32, integers as int64."""
+    if value.dtype.kind == "f":
+        return np.array(value, dtype=np.float32)
+    if value.dtype.kind in "iu":
+        return np.array(value, dtype=np.int64)
+    return np.array(value)
+
+
+def _input_signature(given: Any, input_shape: Sequence[int] | None, path: str | Path) -> tuple[tuple[int, ...], str]:
+    onnx = _onnx()
+    t = given.type.tensor_type
+    dtypes = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64", onnx.TensorProto.DOUBLE: "float64"}
+    if t.elem_type not in dtypes:
+        name = onnx.TensorProto.DataType.Name(t.elem_type)
+        raise SdkError(f"input '{given.name}' is {name}; sdk import reads float32, float64 or int64 inputs")
+    dims: list[int | None] = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim]
+    if input_shape is not None:
+        want = [int(v) for v in input_shape]
+        if len(want) != len(dims) or any(d is not None and d != w for d, w in zip(dims, want, strict=False)):
+            shown = ",".join("?" if d is None else str(d) for d in dims)
+            raise SdkError(
+                f"--input-shape {','.join(map(str, want))} does not fit input '{given.name}' of shape ({shown})"
+            )
+        dims = list(want)
+    if len(dims) < 2:
+        raise SdkError(
+            f"input '{given.name}' has {len(dims)} axes; sdk import needs a batch axis and at least one more"
+        )
+    if any(d is None for d in dims[1:]):
+        shown = ",".join("?" if d is None else str(d) for d in dims)
+        raise SdkError(f"input '{given.name}' has free axes ({shown}): give them with --input-shape (batch first)")
+    return tuple(int(d) for d in dims[1:]), dtypes[t.elem_type]  # type: ignore[arg-type]
+
+
+def _nodes(graph: Any, inits: dict[str, np.ndarray], input_name: str) -> tuple[list[_Node], dict[str, str]]:
+    """The ONNX nodes as :class:`_Node` (Split's outputs each their own node) and, for each
+    ONNX value a node computes, the name of that node."""
+    names, made = _Names(), []
+    produced: dict[str, str] = {}
+    alias: dict[str, str] = {}  # Identity of an initializer: read the initializer
+    for n in graph.node:
+        if n.op_type == "Constant":
+            continue
+        if n.op_type == "Identity" and n.input[0] in inits:
+            alias[n.output[0]] = n.input[0]
+            continue
+        ins: list[tuple[str, Any]] = []
+        for name in n.input:
+            name = alias.get(name, name)
+            if not name:
+                ins.append(("none", None))
+            elif name == input_name:
+                ins.append(("input", None))
+            elif name in produced:
+                ins.append(("node", produced[name]))
+            elif name in inits:
+                ins.append(("init", name))
+            else:
+                raise SdkError(f"node '{n.name}' ({n.op_type}) reads '{name}', which nothing computes")
+        attributes = _attributes(n)
+        if n.op_type == "BatchNormalization":  # a training-mode export: the spec's node trains in training mode anyway
+            attributes.pop("training_mode", None)
+        outs = list(n.output)
+        if n.op_type == "Split":
+            for k, out in enumerate(outs):
+                if out:
+                    node = _Node(
+                        names.take(f"{n.name or 'split'}_{k}"), "Split", ins, {**attributes, "output": k}, n.name
+                    )
+                    if "num_outputs" not in attributes and len(ins) < 2:
+                        node.attributes["num_outputs"] = len(outs)
+                    made.append(node)
+                    produced[out] = node.name
+            continue
+        extra = [o for o in outs[1:] if o]
+        if extra and n.op_type not in EXTRA_OUTPUTS_OK:
+            raise SdkError(f"node '{n.name}' ({n.op_type}) has {len(outs)} outputs; only its first is supported")
+        node = _Node(names.take(n.name or n.op_type), n.op_type, ins, attributes, n.name)
+        made.append(node)
+        produced[outs[0]] = node.name
+        for o in extra:
+            produced.setdefault(f"\0unused:{o}", node.name)
+            _refuse_read(graph, o, n)
+    outputs = [o.name for o in graph.output]
+    if len(outputs) != 1:
+        raise SdkError(
+            f"the model has {len(outputs)} outputs ({', '.join(outputs)}); sdk import takes models with one output"
+        )
+    if alias.get(outputs[0], outputs[0]) not in produced:
+        raise SdkError(f"output '{outputs[0]}' is not computed by any node")
+    return made, produced
+
+
+def _refuse_read(graph: Any, value: str, node: Any) -> None:
+    if any(value in n.input for n in graph.node) or any(value == o.name for o in graph.output):
+        raise SdkError(
+            f"node '{node.name}' ({node.op_type}): its output '{value}' is read; only its first output is supported"
+        )
+
+
+def _slot(op: str, position: int, value: np.ndarray, constant: bool = False) -> str:
+    """What an initializer at ``position`` of ``op`` becomes: weight, stored or constant
+    (``constant``: the output of a Constant node, never trained)."""
+    if constant or value.dtype.kind != "f" or value.size <= 1:
+        return "const"
+    if position in STORED.get(op, ()):
+        return "stored"
+    return "weight" if position in WEIGHT_SLOTS.get(op, ()) else "const"
+
+
+def _assemble(
+    nodes: list[_Node],
+    produced: dict[str, str],
+    graph: Any,
+    inits: dict[str, np.ndarray],
+    consts: set[str],
+    shape: tuple[int, ...],
+    dtype: str,
+    plan: dict[str, Any],
+    path: str | Path,
+) -> tuple[Imported, dict[str, str]]:
+    """The spec (``plan``: the nodes that become layers) and the ONNX node -> spec node names."""
+    owners: dict[str, int] = {}
+    for n in nodes:
+        for kind, ref in n.inputs:
+            if kind == "init":
+                owners[ref] = owners.get(ref, 0) + 1
+    untied = sorted(
+        name
+        for name, count in owners.items()
+        if count > 1 and name not in consts and inits[name].dtype.kind == "f" and inits[name].size > 1
+    )
+    notes: list[str] = []
+    if untied:
+        notes.append(
+            f"{len(untied)} weight(s) feed several nodes ({', '.join(untied[:3])}): each node trains its own copy"
+        )
+    folded = sum(
+        int(inits[r].shape[0])
+        for n in nodes
+        if n.op == "Conv"
+        for k, r in n.inputs[1:2]
+        if k == "init" and FOLDED_CONV.match(r)
+    )
+    if folded:
+        notes.append(
+            "the exporter folded BatchNormalization into Conv (an eval-mode export): imported as those convolutions; "
+            "to keep the batch norms, export with training=torch.onnx.TrainingMode.TRAINING"
+        )
+    spec_nodes, weights, onnx_names = [], {}, {}
+    skip = {name for name, (_, _, _, absorbed) in plan.items() for name in absorbed}
+    taken = _Names()
+    renamed: dict[str, str] = {}
+    for n in nodes:
+        if n.name in skip:
+            continue
+        if n.name in plan:
+            layer, node_inputs, params, _ = plan[n.name]
+            name = _layer_name(n, params, taken)
+            renamed[n.name] = name
+            for param, init_name, value in params:
+                weights[f"{name}.{param}"] = value
+                onnx_names[f"{name}.{param}"] = init_name
+            spec_nodes.append((name, layer, node_inputs))
+            continue
+        name, op = _op_node(n, inits, consts, taken, weights, onnx_names)
+        renamed[n.name] = name
+        spec_nodes.append((name, op, None))
+    built = []
+    for name, layer, node_inputs in spec_nodes:
+        if node_inputs is None:  # an Op: its inputs name nodes (renamed) and its own tensors
+            layer = attrs.evolve(layer, inputs=tuple(renamed.get(i, i) for i in layer.inputs))
+            built.append(S.Node(name, layer))
+        else:
+            built.append(S.Node(name, layer, tuple(renamed.get(i, i) for i in node_inputs)))
+    last = produced[graph.output[0].name]
+    if built[-1].name != renamed.get(last, last):
+        raise SdkError(f"the model's output is not its last node ('{last}'); sdk import needs the output computed last")
+    try:
+        spec = S.ModelSpec.from_nodes(shape, built, input_dtype="int64" if dtype == "int64" else "float32")
+    except SpecError as exc:
+        raise SdkError(f"'{path}' cannot be imported: {exc}") from None
+    if dtype == "float64":
+        notes.append("the input is float64 in the file; the spec takes float32 (build with dtype='float64' to keep it)")
+    return Imported(spec, weights, onnx_names, 0, {}, tuple(notes), folded, tuple(untied)), renamed
+
+
+def _layer_name(n: _Node, params: list[tuple[str, str, np.ndarray]], taken: _Names) -> str:
+    prefixes = {p.rsplit(".", 1)[0] for _, p, _ in params if "." in p}
+    if len(prefixes) == 1:
+        (prefix,) = prefixes
+        wish = prefix.replace(".", "_")
+        if taken.free(wish) and _NODE_BAD.sub("_", wish) == wish and len(wish) <= 64:
+            return taken.take(wish)
+    return taken.take(_module_of(n.onnx_name, n.name))
+
+
+def _op_node(
+    n: _Node,
+    inits: dict[str, np.ndarray],
+    consts: set[str],
+    taken: _Names,
+    weights: dict[str, np.ndarray],
+    onnx_names: dict[str, str],
+) -> tuple[str, S.Op]:
+    owned = [
+        (pos, ref)
+        for pos, (kind, ref) in enumerate(n.inputs)
+        if kind == "init" and _slot(n.op, pos, inits[ref], ref in consts) != "const"
+    ]
+    prefixes = {ref.rsplit(".", 1)[0] for _, ref in owned if "." in ref}
+    name = ""
+    if len(prefixes) == 1 and len(owned) == len([r for _, r in owned if "." in r]):
+        wish = next(iter(prefixes)).replace(".", "_")
+        if taken.free(wish) and _NODE_BAD.sub("_", wish) == wish and len(wish) <= 64:
+            name = taken.take(wish)
+    short = bool(name)
+    name = name or taken.take(_module_of(n.onnx_name, n.name))
+    inputs, w, c = [], {}, {}
+    for pos, (kind, ref) in enumerate(n.inputs):
+        if kind == "none":
+            inputs.append("")
+        elif kind == "input":
+            inputs.append("input")
+        elif kind == "node":
+            inputs.append(ref)
+        else:
+            value = inits[ref] if kind == "init" else ref
+            what = _slot(n.op, pos, value, ref in consts) if kind == "init" else "const"
+            key = (ref.rsplit(".", 1)[-1] if short else _key(ref)) if kind == "init" else f"c{pos}"
+            key = key if key not in w and key not in c else f"{key}_{pos}"
+            key = _key(key)
+            if what == "const":
+                c[key] = S.Constant(value)
+            else:
+                w[key] = S.Weight(value.shape, trainable=what == "weight")
+                weights[f"{name}.{key}"] = value
+                onnx_names[f"{name}.{key}"] = ref
+            inputs.append(key)
+    while inputs and inputs[-1] == "":
+        inputs.pop()
+    return name, S.Op(n.op, inputs=tuple(inputs), attributes=n.attributes, weights=w, constants=c)
+
+
+__all__ = ["FOLDED", "OPSETS", "Imported", "import_onnx", "list_ops", "read"]
