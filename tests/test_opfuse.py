@@ -137,3 +137,44 @@ def test_torch_runs_fused_regions_with_the_numbers_of_numpy(mask):
     after, expect = fused.get_weights(), ref.get_weights()
     for name, value in expect.items():
         np.testing.assert_allclose(after[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_a_node_on_weights_alone_has_no_batch_axis_and_trains_everywhere():
+    """A tied output layer (the token table transposed) is a node on weights alone: it has
+    no batch axis, the nodes that read it broadcast it, and every framework trains it as the
+    NumPy reference does; a layer may not read it."""
+    pytest.importorskip("sdk_numpy")
+    from sdk_core import PluginManager, SpecError
+    from sdk_core.model.spec import Dense
+
+    t, d, v = 6, 8, 11
+    table = n("table", "Identity", "w", weights={"w": Weight((v, d), init="normal")})
+    nodes = [
+        table,
+        n("tok", "Gather", "table", "input"),
+        n("h", "Add", "tok", "pos", weights={"pos": Weight((1, t, d), init="normal")}),
+        n("out", "Transpose", "table", perm=[1, 0]),
+        n("logits", "MatMul", "h", "out"),
+    ]  # fmt: skip
+    spec = ModelSpec.from_nodes((t,), nodes, input_dtype="int64")
+    assert spec.shapes[1] == (v, d) and spec.shapes[4] == (d, v) and spec.shapes[-1] == (t, v)
+    assert spec.batched == (True, False, True, True, False, True)
+    assert spec.param_count() == v * d + t * d  # the table once
+    with pytest.raises(SpecError, match="no batch axis"):
+        ModelSpec.from_nodes(
+            (t,), [*nodes, Node("dense", Dense(4), ("table",)), n("o", "Add", "logits", "dense")], input_dtype="int64"
+        )
+    x = np.random.default_rng(0).integers(0, v, (4, t))
+    y = np.random.default_rng(1).integers(0, v, (4, t))
+    ref = Stack("numpy").build(spec, seed=1)
+    weights, want = ref.get_weights(), ref.predict(x)
+    rule = Optimizer("sgd", lr=0.1)
+    loss = float(ref.train_step("cross_entropy", rule)(x, y))
+    after = ref.get_weights()
+    for framework in sorted(f for f, info in PluginManager().frameworks().items() if info.installed and info.trains):
+        stack = Stack(framework).build(spec)
+        stack.set_weights(weights)
+        np.testing.assert_allclose(stack.predict(x), want, rtol=1e-4, atol=1e-5, err_msg=framework)
+        assert float(stack.train_step("cross_entropy", rule)(x, y)) == pytest.approx(loss, 1e-5)
+        for name, value in stack.get_weights().items():
+            np.testing.assert_allclose(value, after[name], rtol=1e-4, atol=1e-6, err_msg=f"{framework} {name}")

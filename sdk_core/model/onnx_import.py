@@ -41,6 +41,7 @@ WEIGHT_SLOTS = {  # operator -> the input positions whose float initializers tra
     "LayerNormalization": (1, 2),
     "BatchNormalization": (1, 2),
     "Gather": (0,),
+    "Identity": (0,),  # the node holding a weight that several nodes read (see _tie)
 }
 STORED = {"BatchNormalization": (3, 4)}  # float initializers kept as untrained weights
 EXTRA_OUTPUTS_OK = {"Dropout", "LayerNormalization", "MaxPool", "BatchNormalization"}
@@ -78,8 +79,9 @@ def _onnx() -> Any:
 
 def list_ops() -> list[tuple[str, str]]:
     """The operators ``sdk import`` reads, with the opsets: (operator, opsets)."""
-    rows = [(name, f"{OPSETS[0]}-{OPSETS[1]}") for name in sorted(OPS)]
-    return rows + [("Constant", f"{OPSETS[0]}-{OPSETS[1]}")]
+    every = f"{OPSETS[0]}-{OPSETS[1]}"
+    rows = [(name, every) for name in sorted(OPS)] + [("Constant", every)]
+    return sorted(rows + [(name, f"20-{OPSETS[1]}") for name in EXPANDED])  # Gelu: ONNX has it from opset 20
 
 
 def _load(path: str | Path) -> Any:
@@ -154,12 +156,13 @@ _NODE_BAD = re.compile(r"[^A-Za-z0-9_-]")
 def _module_of(onnx_name: str, fallback: str) -> str:
     """A node's name from the torch exporters' scoped names: ``/layer1/layer1.0/conv1/Conv``
     is ``layer1_0_conv1`` (the module it came from), ``/act/Div`` is ``act``."""
-    segments = [s for s in onnx_name.strip("/").split("/")[:-1] if s]
-    if not segments:
-        return fallback
-    dotted = [j for j, s in enumerate(segments) if "." in s]
-    start = dotted[-1] if dotted else 0
-    return ".".join(segments[start:]).replace(".", "_")
+    path: list[str] = []
+    for segment in (s for s in onnx_name.strip("/").split("/")[:-1] if s):
+        if path and segment.startswith(path[-1] + "."):  # "layer1", "layer1.0": one module
+            path[-1] = segment
+        else:
+            path.append(segment)
+    return ".".join(path).replace(".", "_") or fallback
 
 
 def _key(name: str) -> str:
@@ -242,6 +245,7 @@ def read(path: str | Path, input_shape: Sequence[int] | None = None, layers: boo
         )
     graph = _rewrite(model, inits)
     nodes, outputs = _nodes(graph, inits, given.name)
+    nodes = _tie(nodes, inits, consts)
     census: dict[str, int] = {}
     for n in graph.node:
         census[n.op_type] = census.get(n.op_type, 0) + 1
@@ -385,6 +389,52 @@ def _nodes(graph: Any, inits: dict[str, np.ndarray], input_name: str) -> tuple[l
     return made, produced
 
 
+def _tie(nodes: list[_Node], inits: dict[str, np.ndarray], consts: set[str]) -> list[_Node]:
+    """A token table that several nodes read (a language model's output layer tied to its
+    embedding: a Gather and a MatMul or Transpose) stays one weight: an ``Identity`` node
+    holds it and the readers read that node. Other shared initializers are tensors the
+    exporter stored once because their values are equal (the ones and zeros of freshly made
+    norms, a folded batch norm's shifts): parameters that were never tied, so each reader
+    keeps its own copy."""
+    counts: dict[str, int] = {}
+    tables: set[str] = set()
+    for n in nodes:
+        for position, (kind, ref) in enumerate(n.inputs):
+            if kind == "init":
+                counts[ref] = counts.get(ref, 0) + 1
+                if n.op == "Gather" and position == 0:
+                    tables.add(ref)
+    tied = [
+        name
+        for name, count in counts.items()
+        if count > 1
+        and name in tables
+        and name not in consts
+        and not name.startswith("onnx::")
+        and inits[name].dtype.kind == "f"
+        and inits[name].size > 1
+    ]
+    # the dynamo exporter stores a tied output layer as the table's transpose, folded
+    flipped = {
+        name: table
+        for name, count in counts.items()
+        if name not in tables and name not in consts and inits[name].ndim == 2 and inits[name].dtype.kind == "f"
+        for table in tables
+        if inits[table].shape == inits[name].shape[::-1] and np.array_equal(inits[name], inits[table].T)
+    }
+    tied += sorted({t for t in flipped.values() if t not in tied})
+    holders = [_Node(f"\0tied:{name}", "Identity", [("init", name)], {}, name) for name in tied]
+    at = {name: h.name for name, h in zip(tied, holders, strict=True)}
+    turned = [
+        _Node(f"\0tied:{name}", "Transpose", [("node", at[table])], {"perm": [1, 0]}, name)
+        for name, table in flipped.items()
+    ]
+    at.update({name: f"\0tied:{name}" for name in flipped})
+    for n in nodes:
+        n.inputs = [("node", at[ref]) if kind == "init" and ref in at else (kind, ref) for kind, ref in n.inputs]
+    return holders + turned + nodes
+
+
 def _refuse_read(graph: Any, value: str, node: Any) -> None:
     if any(value in n.input for n in graph.node) or any(value == o.name for o in graph.output):
         raise SdkError(
@@ -427,7 +477,8 @@ def _assemble(
     notes: list[str] = []
     if untied:
         notes.append(
-            f"{len(untied)} weight(s) feed several nodes ({', '.join(untied[:3])}): each node trains its own copy"
+            f"{len(untied)} constant(s) the exporter shares between nodes ({', '.join(untied[:3])}) "
+            "become weights of each node that reads them"
         )
     folded = sum(
         int(inits[r].shape[0])
@@ -460,6 +511,8 @@ def _assemble(
         name, op = _op_node(n, inits, consts, taken, weights, onnx_names)
         renamed[n.name] = name
         spec_nodes.append((name, op, None))
+    # an embedding reads only the token ids: it goes first, where the spec wants it
+    spec_nodes.sort(key=lambda node: not isinstance(node[1], S.Embedding))
     built = []
     for name, layer, node_inputs in spec_nodes:
         if node_inputs is None:  # an Op: its inputs name nodes (renamed) and its own tensors
@@ -473,7 +526,15 @@ def _assemble(
     try:
         spec = S.ModelSpec.from_nodes(shape, built, input_dtype="int64" if dtype == "int64" else "float32")
     except SpecError as exc:
-        raise SdkError(f"'{path}' cannot be imported: {exc}") from None
+        hint = ""
+        if graph.input and "batch axis" in str(exc):
+            dims = graph.input[0].type.tensor_type.shape.dim
+            if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+                hint = (
+                    f" (the file was exported for a fixed batch of {dims[0].dim_value}: export with a dynamic "
+                    "batch axis, dynamic_axes= or dynamic_shapes=)"
+                )
+        raise SdkError(f"'{path}' cannot be imported: {exc}{hint}") from None
     if dtype == "float64":
         notes.append("the input is float64 in the file; the spec takes float32 (build with dtype='float64' to keep it)")
     return Imported(spec, weights, onnx_names, 0, {}, tuple(notes), folded, tuple(untied)), renamed

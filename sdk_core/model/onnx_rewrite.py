@@ -2,6 +2,9 @@
 
 - ``Gelu`` (opset 20) becomes its elementwise form (erf, or tanh for ``approximate="tanh"``);
   frameworks fuse it back (:mod:`sdk_core.model.opfuse`).
+- ``Reshape(x, (-1, a, b))``, ``Transpose(perm=[0, 2, 1])``, ``Reshape`` back to ``x``'s rank (the
+  dynamo exporter's way to swap the last two axes, merging the batch with the heads) is one
+  ``Transpose`` of ``x``'s last two axes.
 - ``Reshape(x, [-1, K])`` feeding a ``Gemm`` or ``MatMul`` by a stored weight, whose result is
   reshaped back, merges the batch into the rows (transformers' ``Conv1D`` writes it so): the
   spec keeps the batch axis free, so the product is taken on ``x`` directly (``MatMul`` over
@@ -45,14 +48,62 @@ def rewrite(graph: Any, inits: dict[str, np.ndarray], ranks: dict[str, tuple[Any
             out += _gelu(n, const, h)
             continue
         if n.op_type == "Reshape" and n.output[0] not in outputs:
-            product = _product_after(n, readers, inits, outputs, ranks.get(n.input[0]))
-            if product is not None:
-                g = product
+            swap = _swap_after(n, readers, outputs, ranks)
+            if swap is not None:
+                dropped.update(id(m) for m in swap[:2])
+                rank = len(ranks[n.input[0]])
+                perm = [*range(rank - 2), rank - 1, rank - 2]
+                out.append(h.make_node("Transpose", [n.input[0]], [swap[1].output[0]], name=swap[0].name, perm=perm))
+                continue
+            shape = ranks.get(n.input[0])
+            g = _product_after(n, readers, inits, outputs, shape)
+            if g is not None and shape is not None:
                 dropped.add(id(g))
-                out += _as_matmul(g, n.input[0], inits, readers, const, h)
+                w = inits[g.input[1]]
+                k = w.shape[1] if any(a.name == "transB" and a.i == 1 for a in g.attribute) else w.shape[0]
+                j, x = _trailing(shape, k), n.input[0]
+                if j is not None and j > 1:  # (batch, T, heads, d) -> (batch, T, heads * d), the batch kept
+                    target = f"{n.output[0]}_kept_batch"
+                    inits[target] = np.asarray([0] * (len(shape) - j) + [k], np.int64)
+                    out.append(h.make_node("Reshape", [x, target], [f"{n.output[0]}_rows"], name=n.name))
+                    x = f"{n.output[0]}_rows"
+                out += _as_matmul(g, x, inits, readers, const, h)
                 continue
         out.append(n)
-    return out
+    return _live(out, outputs)
+
+
+def _live(nodes: list[Any], outputs: set[str]) -> list[Any]:
+    """``nodes`` without those whose outputs nothing reads any more (after a rewrite)."""
+    keep = list(nodes)
+    while True:
+        read = {i for n in keep for i in n.input} | outputs
+        live = [n for n in keep if any(o in read for o in n.output if o)]
+        if len(live) == len(keep):
+            return live
+        keep = live
+
+
+def _swap_after(
+    reshape: Any, readers: dict[str, list[Any]], outputs: set[str], ranks: dict[str, tuple[Any, ...]]
+) -> tuple[Any, Any] | None:
+    """The ``Transpose([0, 2, 1])`` and the ``Reshape`` back of a batch-merging last-two-axes swap."""
+    x = ranks.get(reshape.input[0])
+    merged = ranks.get(reshape.output[0])
+    if x is None or len(x) < 4 or merged is None or len(merged) != 3:
+        return None
+    after = readers.get(reshape.output[0], [])
+    if len(after) != 1 or after[0].op_type != "Transpose" or reshape.output[0] in outputs:
+        return None
+    t = after[0]
+    perm = next((list(a.ints) for a in t.attribute if a.name == "perm"), None)
+    back = readers.get(t.output[0], [])
+    if perm != [0, 2, 1] or len(back) != 1 or back[0].op_type != "Reshape" or t.output[0] in outputs:
+        return None
+    restored = ranks.get(back[0].output[0])
+    if restored is None or len(restored) != len(x):
+        return None
+    return t, back[0]
 
 
 def _product_after(
@@ -77,12 +128,28 @@ def _product_after(
     w = inits[g.input[1]]
     trans = g.op_type == "Gemm" and "transB" in a and a["transB"].i == 1
     k = w.shape[1] if trans else w.shape[0]
-    if w.ndim != 2 or shape[-1] != k:
+    if w.ndim != 2 or _trailing(shape, k) is None:
         return None
     nxt = readers.get(g.output[0], [])
     if g.output[0] in outputs or len(nxt) != 1 or nxt[0].op_type != "Reshape":
         return None
     return g
+
+
+def _trailing(shape: tuple[Any, ...], k: int) -> int | None:
+    """How many trailing axes of ``shape`` hold ``k`` values together (the batch and one
+    more axis stay in front), or ``None``."""
+    size = 1
+    for j in range(1, len(shape) - 1):
+        d = shape[-j]
+        if not isinstance(d, int) or d <= 0:
+            return None
+        size *= d
+        if size == k:
+            return j
+        if size > k:
+            return None
+    return None
 
 
 def _as_matmul(

@@ -130,11 +130,15 @@ def plan_node(
             ins[position] = Value(constant.shape, dtype_of(constant.dtype), const=constant)
         elif position in spec.static and (v is None or v.const is None) and ref is not None:
             raise SpecError(f"input {position} ('{(layer.inputs or node_inputs)[position]}') must be a stored constant")
-    if not any(r is not None and r[0] == "node" for r in refs):
-        raise SpecError("takes no node's output: a computation on stored tensors alone is not a node")
     batched = [v for v in ins if isinstance(v, Value) and v.shape and v.shape[0] is None]
-    if not batched:
-        raise SpecError("none of its inputs carries the batch axis")
+    if not batched:  # a computation on weights (a tied or sliced table): a value without the batch axis
+        trained = any(r is not None and r[0] == "weight" for r in refs) or any(
+            r is not None and r[0] == "node" for r in refs
+        )
+        if not trained:
+            raise SpecError("takes no node's output: a computation on stored tensors alone is not a node")
+        stored, kind = _unbatched(layer.op, attributes, ins, float_dtype)
+        return OpPlan(layer.op, attributes, tuple(refs)), Value(stored, kind)
     shape, dtype = spec.infer([v if isinstance(v, Value) or v is None else None for v in ins], attributes)
     if not shape or shape[0] is not None:
         raise SpecError(f"its output {ops.show(shape)} lost the batch axis, which stays free")
@@ -145,6 +149,30 @@ def plan_node(
     if layer.op in ("Conv", "MaxPool", "AveragePool"):
         attributes = _explicit_windows(layer.op, attributes, ins[0], ins[1] if layer.op == "Conv" else None)
     return OpPlan(layer.op, attributes, tuple(refs)), Value(shape, dtype)
+
+
+def _unbatched(
+    op: str, attributes: dict[str, Any], ins: Sequence[Value | Folded | None], float_dtype: str
+) -> tuple[tuple[int, ...], str]:
+    """The shape and dtype of a node computed from weights alone: the NumPy reference run on
+    zero-strided stand-ins (ONNX's rules exactly; no batch axis to keep free)."""
+    kinds = {"float": np.dtype(float_dtype), "int64": np.dtype(np.int64), "bool": np.dtype(bool)}
+    args: list[Any] = []
+    for v in ins:
+        if isinstance(v, Folded):
+            if v.constant is None:
+                raise SpecError("reads a folded value that depends on the batch size")
+            args.append(v.constant)
+        elif v is None or v.const is not None:
+            args.append(None if v is None else v.const)
+        else:
+            args.append(np.broadcast_to(np.zeros((), kinds[v.dtype]), tuple(int(d or 0) for d in v.shape)))
+    try:
+        with np.errstate(all="ignore"):
+            out = np.asarray(ops_ref.run(op, args, {**attributes, "float_dtype": np.dtype(float_dtype)}))
+    except (ValueError, IndexError, TypeError) as exc:
+        raise SpecError(f"{op} of its stored inputs fails: {exc}") from None
+    return tuple(int(d) for d in out.shape), dtype_of(out.dtype)
 
 
 def _fold(op: str, attributes: dict[str, Any], ins: Sequence[Value | Folded | None], float_dtype: str) -> Folded:

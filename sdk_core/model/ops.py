@@ -528,11 +528,15 @@ OPS: dict[str, OpDef] = {
         OpDef("Shape", (1, 1), folded_only, {"start": 0, "end": None}),
         OpDef("Range", (3, 3), folded_only),
         OpDef("ConstantOfShape", (1, 1), folded_only, {"value": 0.0}),
+        # position ids and masks that exporters compute from the input's shape
+        OpDef("CumSum", (2, 2), folded_only, {"exclusive": 0, "reverse": 0}),
+        OpDef("GatherND", (2, 2), folded_only, {"batch_dims": 0}),
+        *(OpDef(n, (2, 2), folded_only) for n in ("LessOrEqual", "GreaterOrEqual", "Or")),
     )
 }
 """Every operator an :class:`~sdk_core.model.spec.Op` may name, by ONNX name."""
 
-FOLDED = ("Shape", "Range", "ConstantOfShape")
+FOLDED = ("Shape", "Range", "ConstantOfShape", "CumSum", "GatherND", "LessOrEqual", "GreaterOrEqual", "Or")
 """The shape-only operators: the core computes them when the spec is built; no framework runs them."""
 
 

@@ -375,7 +375,32 @@ RUN: dict[str, Callable[[Args, Attrs], np.ndarray]] = {
     "ConstantOfShape": lambda args, a: np.full(
         [int(s) for s in args[0]], a["value"], dtype=np.asarray(a["value"]).dtype
     ),
+    "CumSum": lambda args, a: cumsum(args[0], int(np.asarray(args[1]).reshape(())), a),
+    "GatherND": lambda args, a: gather_nd(np.asarray(args[0]), np.asarray(args[1]), int(a["batch_dims"])),
+    "LessOrEqual": lambda args, a: np.less_equal(args[0], args[1]),
+    "GreaterOrEqual": lambda args, a: np.greater_equal(args[0], args[1]),
+    "Or": lambda args, a: np.logical_or(args[0], args[1]),
 }
+
+
+def gather_nd(data: np.ndarray, index: np.ndarray, batch_dims: int) -> np.ndarray:
+    """ONNX GatherND: each index row of the last axis picks a slice of ``data``."""
+    lead = index.shape[:batch_dims]
+    flat_data = data.reshape((-1, *data.shape[batch_dims:])) if batch_dims else data[None]
+    flat_index = index.reshape((-1, *index.shape[batch_dims:])) if batch_dims else index[None]
+    out = [d[tuple(np.moveaxis(i, -1, 0))] for d, i in zip(flat_data, flat_index, strict=True)]
+    result = np.stack(out)
+    return result.reshape((*lead, *result.shape[1:])) if batch_dims else result[0]
+
+
+def cumsum(x: np.ndarray, axis: int, a: Attrs) -> np.ndarray:
+    """ONNX CumSum: ``exclusive`` starts each sum at zero, ``reverse`` sums from the end."""
+    x = np.asarray(x)
+    flipped = np.flip(x, axis) if a["reverse"] else x
+    out = np.cumsum(flipped, axis=axis, dtype=x.dtype)
+    if a["exclusive"]:
+        out = np.concatenate([np.zeros_like(np.take(out, [0], axis)), np.delete(out, -1, axis)], axis=axis)
+    return np.flip(out, axis) if a["reverse"] else out
 
 
 def run(op: str, args: Args, attributes: Attrs) -> np.ndarray:

@@ -43,7 +43,7 @@ import attrs
 import numpy as np
 
 from ..errors import SpecError
-from .graph import frees, wire
+from .graph import INPUT, frees, wire
 from .opgraph import Folded, OpPlan, plan_node
 from .ops import OPS, Value, attributes
 from .optim import number
@@ -689,6 +689,12 @@ def _input_dtype(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> 
         raise SpecError(f"'input_dtype' must be one of {INPUT_DTYPES} (got {value!r})")
 
 
+def _batched(v: Any) -> bool:
+    """Whether a node's value carries the batch axis (every value but one computed from
+    weights alone, such as a tied table transposed)."""
+    return isinstance(v, Value) and bool(v.shape) and v.shape[0] is None
+
+
 def _names(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
@@ -725,6 +731,7 @@ class ModelSpec:
     inputs: tuple[tuple[str, ...], ...] = attrs.field(default=(), converter=_inputs, kw_only=True)
     shapes: tuple[Shape, ...] = attrs.field(init=False, eq=False, repr=False)
     dtypes: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
+    batched: tuple[bool, ...] = attrs.field(init=False, eq=False, repr=False)
     plans: tuple[OpPlan | None, ...] = attrs.field(init=False, eq=False, repr=False)
     sources: tuple[tuple[int, ...], ...] = attrs.field(init=False, eq=False, repr=False)
     frees: tuple[tuple[int, ...], ...] = attrs.field(init=False, eq=False, repr=False)
@@ -743,6 +750,8 @@ class ModelSpec:
                 if inputs[i] and tuple(inputs[i]) != layer.sources():
                     raise SpecError(f"node '{names[i]}': its inputs are its operator's ({list(layer.sources())})")
                 inputs[i] = layer.sources()
+            elif isinstance(layer, Op) and layer.inputs and not inputs[i]:
+                inputs[i] = (INPUT,)  # stored tensors alone: it reads no node, so not the one before
         object.__setattr__(self, "names", names if graph else ())
         object.__setattr__(self, "inputs", tuple(inputs) if graph else ())
         sources = wire(names, inputs)
@@ -772,12 +781,17 @@ class ModelSpec:
                 what = f"{layer.type} {layer.op}" if isinstance(layer, Op) else layer.type
                 raise SpecError(f"{label} ({what}): {exc}") from None
         last = values[-1]
-        if not isinstance(last, Value) or last.dtype != "float":
-            got = "a folded constant" if isinstance(last, Folded) else last.dtype
-            raise SpecError(f"the last node's output must be a float tensor (got {got})")
-        shapes = [v.shape[1:] if isinstance(v, Value) else tuple(v.values[0].shape) for v in values]
+        if not isinstance(last, Value) or last.dtype != "float" or not _batched(last):
+            got = "a folded constant" if isinstance(last, Folded) else last.dtype if _batched(last) else "no batch axis"
+            raise SpecError(f"the last node's output must be a float tensor with the batch axis (got {got})")
+        # without the batch axis; a value computed from weights alone has none to drop
+        shapes = [
+            (v.shape[1:] if _batched(v) else v.shape) if isinstance(v, Value) else tuple(v.values[0].shape)
+            for v in values
+        ]
         object.__setattr__(self, "shapes", tuple(shapes))
         object.__setattr__(self, "dtypes", tuple(v.dtype if isinstance(v, Value) else "folded" for v in values))
+        object.__setattr__(self, "batched", tuple(_batched(v) for v in values))
         object.__setattr__(self, "plans", tuple(plans))
         object.__setattr__(self, "sources", sources)
         object.__setattr__(self, "frees", frees(sources))
@@ -794,6 +808,8 @@ class ModelSpec:
             v = values[j + 1]
             if isinstance(v, Folded):
                 raise SpecError("reads a folded constant: layers read computed tensors")
+            if not _batched(v):
+                raise SpecError("reads a value computed from weights alone (no batch axis): layers read batches")
             if v.dtype != "float" and not is_embedding:
                 raise SpecError(
                     "only the embedding takes the int64 token ids"

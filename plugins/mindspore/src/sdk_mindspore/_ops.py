@@ -46,7 +46,8 @@ class OpNode(nn.Cell):
             elif ref[0] == "node":
                 ids = sources[ref[1]] == -1 and spec.input_dtype == "int64"
                 refs.append((IDS if ids else NODE, ref[1]))
-                shapes.append((None, *spec.shapes[sources[ref[1]] + 1]))
+                j = sources[ref[1]] + 1  # a value on weights alone (a tied table) has no batch axis
+                shapes.append((None, *spec.shapes[j]) if spec.batched[j] else tuple(spec.shapes[j]))
             elif ref[0] == "weight":
                 key = ref[1][prefix:]
                 shape = layer.weights[key].shape
@@ -60,7 +61,7 @@ class OpNode(nn.Cell):
         self.refs = tuple(refs)
         self.weights = ParameterTuple(weights)  # named by their keys: canonical "{node}.{key}"
         self.consts = tuple(consts)
-        self.fn = _make(plan, shapes, (None, *spec.shapes[i + 1]))
+        self.fn = _make(plan, shapes, (None, *spec.shapes[i + 1]) if spec.batched[i + 1] else tuple(spec.shapes[i + 1]))
 
     def construct(self, x):
         xs = x if self.merge else [x]

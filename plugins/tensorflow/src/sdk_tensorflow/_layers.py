@@ -219,7 +219,8 @@ def _graph(spec: ModelSpec, blocks: list[Callable], dtype: str) -> keras.Model:
 
     for i, (layer, block, sources) in enumerate(zip(spec.layers, blocks, spec.sources, strict=True)):
         if isinstance(layer, S.Op):  # channels-first, reading the inputs the core did not fold
-            live = [read(j, False) for j in sources if spec.dtypes[j + 1] != "folded"]
+            # a node on weights alone (a tied table) reads no node: it is called on the input, unused
+            live = [read(j, False) for j in sources if spec.dtypes[j + 1] != "folded"] or [inputs]
             outs.append({False: block(live if len(live) > 1 else live[0])} if block is not None else {})
             continue
         shape = spec.input_shape_of(i)
