@@ -781,9 +781,11 @@ class ModelSpec:
                 what = f"{layer.type} {layer.op}" if isinstance(layer, Op) else layer.type
                 raise SpecError(f"{label} ({what}): {exc}") from None
         last = values[-1]
-        if not isinstance(last, Value) or last.dtype != "float" or not _batched(last):
-            got = "a folded constant" if isinstance(last, Folded) else last.dtype if _batched(last) else "no batch axis"
-            raise SpecError(f"the last node's output must be a float tensor with the batch axis (got {got})")
+        if not isinstance(last, Value) or last.dtype != "float":
+            got = "a folded constant" if isinstance(last, Folded) else last.dtype
+            raise SpecError(f"the last node's output must be a float tensor (got {got})")
+        if not _batched(last):
+            raise SpecError("the last node's output must carry the batch axis (it is computed from weights alone)")
         # without the batch axis; a value computed from weights alone has none to drop
         shapes = [
             (v.shape[1:] if _batched(v) else v.shape) if isinstance(v, Value) else tuple(v.values[0].shape)
