@@ -235,7 +235,7 @@ def test_a_sequential_spec_can_end_in_operators():
 def test_positions_and_masks_that_exporters_compute_from_shapes_fold():
     """transformers' exports compute position ids as ``cumsum(ones) - 1`` and masks with
     GatherND and comparisons, all from the input's shape: the core folds them to constants."""
-    i64 = lambda v: Constant(np.asarray(v, np.int64))  # noqa: E731
+    i64 = lambda v: Constant(np.asarray(v, np.int64))
     spec = spec_of(
         (5,),
         op("shape", "Shape", "input"),
