@@ -241,3 +241,29 @@ def test_sdk_train_on_counting_text_stores_the_tokenizer(tmp_path, capsys):
     )
     assert code == 0, err
     assert json.loads(read_metadata(out)["tokenizer"]) == {"type": "numbers"}
+
+
+def test_sdk_tune_finds_the_largest_decode_batch_in_a_budget():
+    """`sdk tune --what batch-size --task generate`: the largest batch whose generation stays
+    within the memory budget, confirmed by trials, and the fastest batch up to it."""
+    import json as _json
+    import subprocess as _subprocess
+    import sys as _sys
+
+    result = _subprocess.run(
+        [_sys.executable, "-m", "sdk_core", "tune", "--what", "batch-size", "--task", "generate", "--model", "gpt",
+         "--framework", "numpy", "--memory-budget", "600MiB", "--prompt-tokens", "8", "--new-tokens", "4", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    found = _json.loads(result.stdout)["batch_size"]
+    fitting = [t["batch_size"] for t in found["trials"] if t["fits"]]
+    failing = [t["batch_size"] for t in found["trials"] if not t["fits"]]
+    assert found["largest"] == max(fitting) and all(b > found["largest"] for b in failing)
+    assert all(t["peak_bytes"] <= found["limit_bytes"] for t in found["trials"] if t["fits"])
+    assert 1 <= found["best"] <= found["largest"]
+    wrong = _subprocess.run(
+        [_sys.executable, "-m", "sdk_core", "tune", "--what", "lr", "--task", "generate", "--model", "gpt"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert wrong.returncode == 1 and "batch size only" in wrong.stderr

@@ -75,6 +75,8 @@ def tune(args: argparse.Namespace) -> int:
 
         require_optuna()  # before any work: say how to install it
     spec = zoo.resolve(args.model)
+    if args.task == "generate":
+        return _tune_generate(args, spec)
     if spec.param_count() == 0:
         raise SdkError(f"model '{args.model}' has no trainable parameters: there is nothing to tune")
     chosen = stack_from(args, spec)
@@ -183,6 +185,40 @@ def tune(args: argparse.Namespace) -> int:
     return emit(args, report, "\n".join(lines))
 
 
+def _tune_generate(args: argparse.Namespace, spec: Any) -> int:
+    """``sdk tune --what batch-size --task generate``: the largest decode batch that fits."""
+    from ..runtime.generate import decoder_shape
+    from ..tune.batch import find_decode_batch
+
+    if list(args.what) != ["batch-size"]:
+        raise SdkError("--task generate tunes the batch size only: give --what batch-size")
+    decoder_shape(spec)  # not a decoder: one line
+    stack = stack_from(args, spec, task="infer").build(spec, seed=args.seed)
+
+    def say(line: str) -> None:
+        if not args.json:
+            print(line, file=sys.stderr, flush=True)
+
+    found = find_decode_batch(
+        stack, args.prompt_tokens, args.new_tokens, args.memory_budget, seed=args.seed, progress=say
+    )
+    report = {
+        "framework": stack.framework.name,
+        "device": stack.device.id,
+        "model": spec.name,
+        "task": "generate",
+        "prompt_tokens": args.prompt_tokens,
+        "new_tokens": args.new_tokens,
+        "batch_size": found.to_dict(),
+    }
+    text = (
+        f"largest decode batch in the {found.limit}: {found.largest:,} (estimated {found.estimated:,}); "
+        f"fastest: {found.best:,} at {found.best_samples_per_s:,.0f} tokens/s "
+        f"({args.prompt_tokens}-token prompts, {args.new_tokens} new tokens)"
+    )
+    return emit(args, report, text)
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``tune``."""
     p = add_command(sub, "tune", tune, "find the batch size, learning rate, optimizer and model scale")
@@ -198,6 +234,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--lr", type=float, default=1e-3, help="the lr unless lr or optimizer runs (default: 1e-3)")
     p.add_argument("--range-steps", type=counting(3), default=150, help="updates of the lr range test (default: 150)")
     p.add_argument("--memory-budget", type=size_bytes, default=None, help="batch-size on the cpu: e.g. 4GiB")
+    p.add_argument("--task", default="train", choices=("train", "generate"), help="generate: the largest decode batch")
+    p.add_argument("--prompt-tokens", type=counting(1), default=16, help="--task generate: prompt length")
+    p.add_argument("--new-tokens", type=counting(1), default=16, help="--task generate: tokens generated")
     p.add_argument("--widths", type=floats, default=(0.25, 0.5, 1.0, 2.0), help="scale: width multipliers")
     p.add_argument(
         "--depths", type=lambda t: tuple(int(v) for v in floats(t)), default=(1,), help="scale: block repeats"

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import numpy as np
 
 from ..errors import SdkError, is_out_of_memory
 from ..model.data import make_batch
@@ -171,22 +172,9 @@ def find_batch_size(
     spec = built(stack)
     optimizer = optimizer or Optimizer()
     device = stack.device
-    if memory_budget is not None and (isinstance(memory_budget, bool) or memory_budget <= 0):
-        raise SdkError(f"'memory_budget' must be a positive number of bytes (got {memory_budget!r})")
-    share = ""
-    if device.kind == "cpu" and memory_budget is None:
-        if not device.memory_free:
-            raise SdkError(f"{device.id} reports no available memory: give a memory budget (--memory-budget 4GiB)")
-        memory_budget = int(device.memory_free * BUDGET_SHARE)
-        share = f"{BUDGET_SHARE:.0%} of the {size_text(device.memory_free)} available".replace("%", " %")
-        if progress:
-            progress(f"memory budget: {share} = {size_text(memory_budget)} (--memory-budget to change)")
-    if memory_budget is None and device.memory_total is None:
-        raise SdkError(f"{device.id} reports no memory size: give a memory budget")
     if spec.param_count() == 0:
         raise SdkError("the model has no trainable parameters: there is nothing to train at any batch size")
-    if memory_budget is not None and stack.manager.read_memory(device) is None:
-        raise SdkError(f"no plugin reads memory on {device.id}: a memory budget cannot be checked there")
+    memory_budget, share = _budget(stack, memory_budget, progress)
     saved = stack.get_weights()
     trials = _Trials(stack, loss, optimizer, memory_budget, seed)
     reading = stack.manager.read_memory(device)
@@ -225,3 +213,120 @@ def _slots_name(optimizer: Optimizer) -> str:
     if optimizer.name == "sgd":
         return "momentum" if optimizer.momentum else "sgd"
     return optimizer.name
+
+
+class _DecodeTrials(_Trials):
+    """Trials of generation: prefill ``prompt`` tokens and decode ``new`` more for a batch."""
+
+    def __init__(self, stack: Stack, prompt: int, new: int, budget: int | None, seed: int) -> None:
+        self.stack, self.budget, self.seed, self.prompt, self.new = stack, budget, seed, prompt, new
+        self.manager, self.device = stack.manager, stack.device
+        self.done: list[BatchTrial] = []
+
+    def run(self, batch: int) -> None:
+        spec = built(self.stack)
+        vocab = spec.output_shape[-1]
+        prompts = np.random.default_rng(self.seed).integers(0, vocab, (batch, self.prompt))
+        self.stack.generate(prompts, self.new, temperature=0)
+
+    def __call__(self, batch: int) -> bool:
+        peak, reason = None, ""
+        try:
+            self.manager.reset_peak_memory(self.device)
+            self.run(batch)
+            reading = self.manager.read_memory(self.device)
+            peak = None if reading is None else (reading.peak if reading.peak is not None else reading.used)
+            fits = self.budget is None or (peak is not None and peak <= self.budget)
+            reason = "" if fits else "over the memory budget"
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            fits, reason = False, "out of memory"
+        finally:
+            gc.collect()
+        self.done.append(BatchTrial(batch, fits, peak, reason))
+        return fits
+
+    def healthy(self, batch: int) -> bool:
+        try:
+            self.run(batch)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            return False
+        finally:
+            gc.collect()
+        return True
+
+
+def find_decode_batch(
+    stack: Stack,
+    prompt_tokens: int,
+    new_tokens: int,
+    memory_budget: int | None = None,
+    max_batch: int = 2**14,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> BatchSizeResult:
+    """The largest batch of ``prompt_tokens``-token prompts that generates ``new_tokens`` more
+    with the key/value cache on the stack's device (within ``memory_budget`` bytes of process
+    memory on the cpu: by default :data:`BUDGET_SHARE` of the memory available), starting from
+    :func:`~sdk_core.model.estimate.generation_memory`'s estimate, then the batch with the
+    most tokens per second up to it (``samples_per_s`` counts generated tokens)."""
+    from ..model.estimate import generation_memory
+
+    spec = built(stack)
+    device = stack.device
+    memory_budget, share = _budget(stack, memory_budget, progress)
+    generation_memory(spec, prompt_tokens, new_tokens, 1)  # a context too long fails here, in one line
+    trials = _DecodeTrials(stack, prompt_tokens, new_tokens, memory_budget, seed)
+    reading = stack.manager.read_memory(device)
+    used = reading.used if reading is not None else 0
+    limit = memory_budget if memory_budget is not None else int(device.memory_total or 0)
+    what = f"memory budget of {size_text(limit)}{', ' + share if share else ''}" if memory_budget else "device memory"
+    available = max((memory_budget - used) if memory_budget is not None else int(device.memory_free or limit), 0)
+    fits = lambda b: generation_memory(spec, prompt_tokens, new_tokens, b)["total"] <= available
+    estimated, step = 0, 1
+    while step and estimated < max_batch:  # grow by doubling steps, then halve them back to the edge
+        if estimated + step <= max_batch and fits(estimated + step):
+            estimated += step
+            step *= 2
+        else:
+            step //= 2
+    if progress:
+        progress(f"decode batch: the estimate says {estimated:,} fit in {available / 2**20:,.0f} MiB; trying")
+    largest = _search(trials, max(estimated, 1), max_batch)
+    if largest == 0:
+        raise SdkError(f"not even one sequence generates in the {what} ({limit / 2**20:,.0f} MiB)")
+    healthy = trials.healthy(largest)
+    rates: dict[int, float] = {}
+    size = 1
+    while size <= largest:
+        t0 = time.perf_counter()
+        trials.run(size)
+        rates[size] = size * new_tokens / (time.perf_counter() - t0)
+        if progress:
+            progress(f"decode batch {size:,}: {rates[size]:,.0f} tokens/s")
+        size = size * 2 if size * 2 <= largest or size == largest else largest
+    best = max(rates, key=lambda b: rates[b])
+    return BatchSizeResult(limit, what, estimated, largest, best, rates[best], rates, tuple(trials.done), healthy)
+
+
+def _budget(stack: Stack, memory_budget: int | None, progress: Callable[[str], None] | None) -> tuple[int | None, str]:
+    """The memory budget (the cpu's default share of what is available) and how it was set."""
+    device = stack.device
+    if memory_budget is not None and (isinstance(memory_budget, bool) or memory_budget <= 0):
+        raise SdkError(f"'memory_budget' must be a positive number of bytes (got {memory_budget!r})")
+    share = ""
+    if device.kind == "cpu" and memory_budget is None:
+        if not device.memory_free:
+            raise SdkError(f"{device.id} reports no available memory: give a memory budget (--memory-budget 4GiB)")
+        memory_budget = int(device.memory_free * BUDGET_SHARE)
+        share = f"{BUDGET_SHARE:.0%} of the {size_text(device.memory_free)} available".replace("%", " %")
+        if progress:
+            progress(f"memory budget: {share} = {size_text(memory_budget)} (--memory-budget to change)")
+    if memory_budget is None and device.memory_total is None:
+        raise SdkError(f"{device.id} reports no memory size: give a memory budget")
+    if memory_budget is not None and stack.manager.read_memory(device) is None:
+        raise SdkError(f"no plugin reads memory on {device.id}: a memory budget cannot be checked there")
+    return memory_budget, share
