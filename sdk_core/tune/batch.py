@@ -80,14 +80,18 @@ class _Trials:
         self.manager, self.device = stack.manager, stack.device
         self.done: list[BatchTrial] = []
 
+    def run(self, batch: int, steps: int = 2) -> None:
+        """``steps`` training steps at ``batch`` (the second holds the optimizer state and the
+        gradients of the first)."""
+        x, y = make_batch(built(self.stack), self.loss, batch, seed=self.seed)
+        for _ in range(steps):
+            float(self.step(x, y))
+
     def __call__(self, batch: int) -> bool:
-        spec = built(self.stack)
         peak, reason = None, ""
         try:
-            x, y = make_batch(spec, self.loss, batch, seed=self.seed)
             self.manager.reset_peak_memory(self.device)
-            for _ in range(2):  # the second step holds the optimizer state and the gradients of the first
-                float(self.step(x, y))
+            self.run(batch)
             reading = self.manager.read_memory(self.device)
             peak = None if reading is None else (reading.peak if reading.peak is not None else reading.used)
             fits = self.budget is None or (peak is not None and peak <= self.budget)
@@ -104,9 +108,8 @@ class _Trials:
     def healthy(self, batch: int) -> bool:
         """Whether a step at ``batch`` still runs after the trials (an out-of-memory trial
         must not have left the process broken)."""
-        x, y = make_batch(built(self.stack), self.loss, batch, seed=self.seed)
         try:
-            float(self.step(x, y))
+            self.run(batch, steps=1)
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -223,40 +226,11 @@ class _DecodeTrials(_Trials):
         self.manager, self.device = stack.manager, stack.device
         self.done: list[BatchTrial] = []
 
-    def run(self, batch: int) -> None:
-        spec = built(self.stack)
-        vocab = spec.output_shape[-1]
+    def run(self, batch: int, steps: int = 1) -> None:
+        """Generate for ``batch`` random prompts (``steps``: one generation is the whole trial)."""
+        vocab = built(self.stack).output_shape[-1]
         prompts = np.random.default_rng(self.seed).integers(0, vocab, (batch, self.prompt))
         self.stack.generate(prompts, self.new, temperature=0)
-
-    def __call__(self, batch: int) -> bool:
-        peak, reason = None, ""
-        try:
-            self.manager.reset_peak_memory(self.device)
-            self.run(batch)
-            reading = self.manager.read_memory(self.device)
-            peak = None if reading is None else (reading.peak if reading.peak is not None else reading.used)
-            fits = self.budget is None or (peak is not None and peak <= self.budget)
-            reason = "" if fits else "over the memory budget"
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            fits, reason = False, "out of memory"
-        finally:
-            gc.collect()
-        self.done.append(BatchTrial(batch, fits, peak, reason))
-        return fits
-
-    def healthy(self, batch: int) -> bool:
-        try:
-            self.run(batch)
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            return False
-        finally:
-            gc.collect()
-        return True
 
 
 def find_decode_batch(

@@ -102,6 +102,19 @@ def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     return F.mse_loss
 
 
+class Pending:
+    """A loss whose sum over the ranks is still travelling: ``float()`` waits for it."""
+
+    def __init__(self, total: torch.Tensor, work: Any, parts: int) -> None:
+        self.total, self.work, self.parts = total, work, parts
+
+    def __float__(self) -> float:
+        if self.work is not None:
+            self.work.wait()
+            self.work = None
+        return float(self.total) / self.parts
+
+
 class Step:
     """``step(x, y) -> loss``: one eager update; ``get_state`` / ``set_state`` for checkpoints."""
 
@@ -185,17 +198,20 @@ class Step:
         assert world is not None and forward is not None
         target = torch.from_numpy(np.ascontiguousarray(y)).to(model.device, self.targets_dtype)
         shares = torch.tensor([float(len(x))], device=model.device)
-        dist.all_reduce(shares)  # the ranks of one tensor-parallel group hold the same shard: counted T times
-        weight = len(x) * tensor / shares[0]
-        loss = self.loss_of(forward(model.tensor(x)), target) * weight
+        # the ranks of one tensor-parallel group hold the same shard: counted T times. The sum
+        # travels while the forward pass runs; the loss's, until the caller reads it.
+        counted = dist.all_reduce(shares, async_op=True)
+        unweighted = self.loss_of(forward(model.tensor(x)), target)
+        counted.wait()
+        loss = unweighted * (len(x) * tensor / shares[0])
         if self.native is not None:
             self.native.zero_grad(set_to_none=True)
             (loss * (world.size // tensor)).backward()
             self._update()
         total = loss.detach().clone()
-        dist.all_reduce(total)
+        summed = dist.all_reduce(total, async_op=True)
         self.count += 1
-        return total / tensor if tensor > 1 else total
+        return Pending(total, summed, tensor)
 
     def _update(self) -> None:
         assert self.native is not None

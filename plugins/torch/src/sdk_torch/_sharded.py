@@ -86,9 +86,12 @@ def shard(model: Any, zero: int, tensor: int, size: int) -> DeviceMesh:
         mesh = data = init_device_mesh(kind, (size,), mesh_dim_names=("dp",))
     if zero >= 2:
         reshard = zero == 3
-        for layer in model.module.children():
-            if any(True for _ in layer.parameters()):
-                fully_shard(layer, mesh=data, reshard_after_forward=reshard)
+        # one FSDP unit per transformer block (the embedding, final norm and head go with the
+        # root, as FSDP's own examples do: fewer, larger collectives); else per layer with weights
+        blocks = [m for m in model.module.modules() if isinstance(m, _layers.TransformerBlock)]
+        units = blocks or [layer for layer in model.module.children() if any(True for _ in layer.parameters())]
+        for layer in units:
+            fully_shard(layer, mesh=data, reshard_after_forward=reshard)
         fully_shard(model.module, mesh=data, reshard_after_forward=reshard)
     model.sharding, model.mesh = (zero, tensor), mesh
     return mesh
