@@ -25,8 +25,7 @@ from ..model import spec as S
 from ..model.files import atomic_write, check_output
 from ..model.weights import check_finite
 from ..runtime.generate import decoder_shape
-from ..version import __version__
-from .graph import DEFAULT_OPSET, SPEC_KEY, VERSION_KEY, Graph, _Emitter, _ir_version, check_opset, require_onnx
+from .graph import DEFAULT_OPSET, Graph, _Emitter, check_opset, finish, require_onnx
 
 if TYPE_CHECKING:
     import onnx
@@ -123,17 +122,7 @@ def decoder_onnx(
     h = emit.layernorm(f"{n - 2}.", h, cast(S.LayerNorm, spec.layers[-2]).eps)
     g.nodes.append(onnx.helper.make_node("Identity", [emit.linear(f"{n - 1}.", h)], ["logits"], name="logits"))
     body = onnx.helper.make_graph(g.nodes, f"{spec.name or 'model'}_decoder", inputs, outputs, g.initializers)
-    model = onnx.helper.make_model(
-        body,
-        opset_imports=[onnx.helper.make_opsetid("", opset)],
-        producer_name="sdk_core",
-        producer_version=__version__,
-    )
-    model.ir_version = min(model.ir_version, _ir_version(onnx, opset))
-    props = {SPEC_KEY: spec.to_json(), VERSION_KEY: __version__, "sdk_core.task": "generate", **(metadata or {})}
-    onnx.helper.set_model_props(model, props)
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return finish(onnx, body, opset, spec, {"sdk_core.task": "generate", **(metadata or {})})
 
 
 def export_decoder_file(

@@ -250,6 +250,12 @@ def to_onnx(
     x = onnx.helper.make_tensor_value_info("x", elem, ["batch", *spec.input_shape])
     y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", *spec.output_shape])
     body = onnx.helper.make_graph(graph.nodes, spec.name or "model", [x], [y], graph.initializers)
+    return finish(onnx, body, opset, spec, metadata)
+
+
+def finish(onnx: Any, body: Any, opset: int, spec: S.ModelSpec, metadata: Mapping[str, str] | None) -> Any:
+    """The model of graph ``body``: the opset, the oldest IR version that carries it, the spec
+    and the SDK's version in its properties (with ``metadata``), checked in full."""
     model = onnx.helper.make_model(
         body,
         opset_imports=[onnx.helper.make_opsetid("", opset)],
