@@ -178,6 +178,12 @@ def _max_pool(args: Args, a: Attrs, fdt: Any) -> Any:
     kernel, strides, dilations = a["kernel_shape"], a["strides"], a["dilations"]
     pads = _pads(a, len(kernel))
     low = np.asarray(-np.inf, x.dtype)
+    tiles = list(kernel) == list(strides) and not any(p for pair in pads for p in pair)
+    if tiles and all(d == 1 for d in dilations) and all(n % k == 0 for n, k in zip(x.shape[2:], kernel, strict=True)):
+        # windows that tile the input: a reshape and a max, whose backward is elementwise (the
+        # select_and_scatter of reduce_window's is slow on XLA's cpu), as the pooling layers do
+        split = [d for n, k in zip(x.shape[2:], kernel, strict=True) for d in (n // k, k)]
+        return x.reshape(*x.shape[:2], *split).max(tuple(range(3, 3 + 2 * len(kernel), 2)))
     if all(d == 1 for d in dilations):
         window = (1, 1, *kernel)
         return lax.reduce_window(x, low, lax.max, window, (1, 1, *strides), [(0, 0), (0, 0), *pads])
