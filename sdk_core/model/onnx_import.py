@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import NotAvailableError, SdkError, SdkWarning, SpecError
 from . import spec as S
 from .onnx_rewrite import EXPANDED
-from .ops import FOLDED, OPS
+from .ops import OPS
 
 OPSETS = (13, 21)
 """The default-domain opsets read; older files are upgraded to the first."""
@@ -597,4 +597,4 @@ def _op_node(
     return name, S.Op(n.op, inputs=tuple(inputs), attributes=n.attributes, weights=w, constants=c)
 
 
-__all__ = ["FOLDED", "OPSETS", "Imported", "import_onnx", "list_ops", "read"]
+__all__ = ["OPSETS", "Imported", "import_onnx", "list_ops", "read"]
