@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import NotAvailableError, SdkError, SdkWarning, SpecError
 from . import spec as S
+from .graph import INPUT
 from .onnx_rewrite import EXPANDED
 from .ops import OPS
 
@@ -174,7 +175,7 @@ class _Names:
     """Unique node names (1-64 letters, digits, '_' or '-')."""
 
     def __init__(self) -> None:
-        self.used = {S.INPUT} if hasattr(S, "INPUT") else {"input"}
+        self.used = {INPUT}
 
     def free(self, name: str) -> bool:
         return name not in self.used
@@ -540,14 +541,19 @@ def _assemble(
     return Imported(spec, weights, onnx_names, 0, {}, tuple(notes), folded, tuple(untied)), renamed
 
 
+def _prefix_name(refs: list[str], taken: _Names) -> str | None:
+    """The node name of weights whose ONNX names share one module prefix (``conv1.weight``,
+    ``conv1.bias``: ``conv1``), if that name is free and valid."""
+    prefixes = {ref.rsplit(".", 1)[0] for ref in refs if "." in ref}
+    if len(prefixes) != 1:
+        return None
+    wish = next(iter(prefixes)).replace(".", "_")
+    ok = taken.free(wish) and _NODE_BAD.sub("_", wish) == wish and len(wish) <= 64
+    return taken.take(wish) if ok else None
+
+
 def _layer_name(n: _Node, params: list[tuple[str, str, np.ndarray]], taken: _Names) -> str:
-    prefixes = {p.rsplit(".", 1)[0] for _, p, _ in params if "." in p}
-    if len(prefixes) == 1:
-        (prefix,) = prefixes
-        wish = prefix.replace(".", "_")
-        if taken.free(wish) and _NODE_BAD.sub("_", wish) == wish and len(wish) <= 64:
-            return taken.take(wish)
-    return taken.take(_module_of(n.onnx_name, n.name))
+    return _prefix_name([p for _, p, _ in params], taken) or taken.take(_module_of(n.onnx_name, n.name))
 
 
 def _op_node(
@@ -563,14 +569,10 @@ def _op_node(
         for pos, (kind, ref) in enumerate(n.inputs)
         if kind == "init" and _slot(n.op, pos, inits[ref], ref in consts) != "const"
     ]
-    prefixes = {ref.rsplit(".", 1)[0] for _, ref in owned if "." in ref}
-    name = ""
-    if len(prefixes) == 1 and len(owned) == len([r for _, r in owned if "." in r]):
-        wish = next(iter(prefixes)).replace(".", "_")
-        if taken.free(wish) and _NODE_BAD.sub("_", wish) == wish and len(wish) <= 64:
-            name = taken.take(wish)
-    short = bool(name)
-    name = name or taken.take(_module_of(n.onnx_name, n.name))
+    refs = [ref for _, ref in owned]
+    named = _prefix_name(refs if all("." in ref for ref in refs) else [], taken)  # keys: the last parts
+    short = named is not None
+    name = named or taken.take(_module_of(n.onnx_name, n.name))
     inputs, w, c = [], {}, {}
     for pos, (kind, ref) in enumerate(n.inputs):
         if kind == "none":
