@@ -282,6 +282,73 @@ RUN: dict[str, Callable[[Args, Attrs, Any], Any]] = {
 }
 
 
+# -- channels last: 4-d node values travel NHWC between nodes, as the layers keep them ---------
+def _conv_last(args: Args, a: Attrs, fdt: Any) -> Any:
+    x, w, bias = args[0], args[1], _given(args, 2)
+    y = lax.conv_general_dilated(
+        x,
+        w,
+        window_strides=tuple(a["strides"]),
+        padding=_pads(a, 2),
+        rhs_dilation=tuple(a["dilations"]),
+        feature_group_count=a["group"],
+        dimension_numbers=("NHWC", "OIHW", "NHWC"),
+    )
+    return y if bias is None else y + bias
+
+
+def _max_pool_last(args: Args, a: Attrs, fdt: Any) -> Any:
+    x, kernel, strides = args[0], a["kernel_shape"], a["strides"]
+    pads = _pads(a, 2)
+    if (
+        kernel == strides
+        and not any(p for pair in pads for p in pair)
+        and all(n % k == 0 for n, k in zip(x.shape[1:3], kernel, strict=True))
+    ):  # windows that tile the input: a reshape and a max (see _max_pool)
+        n, h, w, c = x.shape
+        return x.reshape(n, h // kernel[0], kernel[0], w // kernel[1], kernel[1], c).max((2, 4))
+    low = np.asarray(-np.inf, x.dtype)
+    return lax.reduce_window(x, low, lax.max, (1, *kernel, 1), (1, *strides, 1), [(0, 0), *pads, (0, 0)])
+
+
+def _batch_norm_last(args: Args, a: Attrs, fdt: Any) -> Any:
+    x, scale, bias, mean, var = args[:5]
+    return (x - mean) * (scale / jnp.sqrt(var + a["epsilon"])) + bias
+
+
+ELEMENTWISE = {
+    *("Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Exp", "Log", "Neg", "Abs", "Erf", "Tanh", "Sigmoid"),
+    *("Relu", "LeakyRelu", "Clip", "Min", "Max", "Where", "Equal", "Less", "Greater", "Not", "And"),
+    *("Cast", "IsNaN", "Identity", "Dropout"),
+}
+CHANNELS_LAST: dict[str, Callable[[Args, Attrs, Any], Any]] = {
+    **{op: RUN[op] for op in ELEMENTWISE},
+    "Conv": _conv_last,
+    "MaxPool": _max_pool_last,
+    "BatchNormalization": _batch_norm_last,
+    "GlobalAveragePool": _unary(lambda x: x.mean(axis=(1, 2), keepdims=True)),
+}
+"""Operators that compute on 4-d values as they travel (NHWC), without the transposes to
+ONNX's NCHW and back that XLA's cpu does not always cancel: elementwise ones (permuting every
+4-d operand alike keeps broadcasting) and the 2-d spatial ones written for NHWC."""
+
+
+def _channels_last(plan: Any, args: Args) -> bool:
+    """Whether node ``plan`` may run in :data:`CHANNELS_LAST` on ``args`` (4-d node values
+    NHWC): its data input is a 4-d node value, and for an elementwise operator every other
+    input is a 4-d node value too or one stored value (weights and constants are NCHW)."""
+    refs = plan.args
+    if plan.op not in CHANNELS_LAST or not refs or refs[0] is None or refs[0][0] != "node" or args[0].ndim != 4:
+        return False
+    if plan.op == "MaxPool":
+        return all(d == 1 for d in plan.attributes["dilations"])
+    if plan.op in ("Conv", "BatchNormalization", "GlobalAveragePool"):
+        return True
+    return all(
+        ref is None or (v.ndim == 4 if ref[0] == "node" else np.size(v) == 1) for ref, v in zip(refs, args, strict=True)
+    )
+
+
 def _float_dtype(values: Sequence[Any]) -> Any:
     """The dtype the node computes floats in: the first float among ``values`` (its inputs,
     then the model's weights: the policy's dtype in mixed precision), else float32."""
@@ -293,15 +360,16 @@ def _float_dtype(values: Sequence[Any]) -> Any:
 
 def op_fn(spec: ModelSpec, i: int) -> Apply:
     """Node ``i``, an operator node, as an ``apply`` of the executor (4-d values arrive and
-    leave NHWC, as the layers keep them; the operator sees ONNX's NCHW). A folded node gives
-    ``None``: the nodes reading it hold its value as a constant."""
+    leave NHWC, as the layers keep them; an operator sees ONNX's NCHW unless it runs in
+    :data:`CHANNELS_LAST`). A folded node gives ``None``: the nodes reading it hold its value
+    as a constant."""
     plan = spec.plans[i]
     if plan is None:
         return lambda params, state, x, training, key: (None, state)
     run, attributes = RUN[plan.op], plan.attributes
 
     def apply(params, state, x, training, key):
-        xs = [None if v is None else _nchw(v) for v in (x if isinstance(x, list) else [x])]
+        xs = x if isinstance(x, list) else [x]
 
         def value(ref: tuple[str, Any], fdt: Any = None) -> Any:
             kind, what = ref
@@ -314,6 +382,10 @@ def op_fn(spec: ModelSpec, i: int) -> Apply:
         live = [value(ref) for ref in plan.args if ref is not None and ref[0] != "const"]
         fdt = _float_dtype([*live, *params.values()])
         args = [None if ref is None else value(ref, fdt) for ref in plan.args]
+        if _channels_last(plan, args):
+            return CHANNELS_LAST[plan.op](args, attributes, fdt), state
+        nodes = [ref is not None and ref[0] == "node" for ref in plan.args]
+        args = [_nchw(v) if node and v is not None else v for v, node in zip(args, nodes, strict=True)]
         return _nhwc(run(args, attributes, fdt)), state
 
     return apply
