@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         "out": args.out,
         "opset": done.opset,
         "input_shape": list(spec.input_shape),
+        "free_axes": [a + 1 for a in spec.free_axes],
         "input_dtype": spec.input_dtype,
         "nodes": len(spec.layers),
         "layers": layers,
@@ -56,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
         "operators": done.census,
         "notes": list(done.notes),
     }
+    dims = ", ".join(f"{d} (free)" if a in spec.free_axes else str(d) for a, d in enumerate(spec.input_shape))
     lines = [
         f"imported {args.model} (opset {done.opset}): {len(spec.layers)} nodes, {layers} of them layers; "
-        f"{spec.param_count():,} trainable parameters; input (batch, {', '.join(map(str, spec.input_shape))}) "
-        f"{spec.input_dtype}",
+        f"{spec.param_count():,} trainable parameters; input (batch, {dims}) {spec.input_dtype}",
         *(f"note: {note}" for note in done.notes),
         f"saved to {args.out}",
     ]

@@ -699,6 +699,12 @@ def _names(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _free_axes(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise SpecError(f"'free_axes' must be a list of input axes (got {value!r})")
+    return tuple(sorted(set(value)))
+
+
 def _inputs(value: Iterable[Iterable[str] | str]) -> tuple[tuple[str, ...], ...]:
     return tuple(_one_or_more(v) for v in value)
 
@@ -721,6 +727,11 @@ class ModelSpec:
     A graph spec (see :meth:`from_nodes`) names every node and may give each its inputs.
     Construction infers every node's shape and raises :class:`SpecError` naming the layer
     (or node), its type and the field or shape that is wrong.
+
+    ``free_axes`` (indices into ``input_shape``) are input axes whose length may change, such
+    as an imported transformer's sequence axis: ``input_shape`` holds one length the spec is
+    planned for, :meth:`at` plans it for another, and a :class:`~sdk_core.Stack` given
+    inputs of another length rebuilds its model for them, keeping its weights.
     """
 
     input_shape: Shape = attrs.field(converter=_input_shape)
@@ -729,6 +740,7 @@ class ModelSpec:
     name: str = attrs.field(default="", validator=_text)
     names: tuple[str, ...] = attrs.field(default=(), converter=_names, kw_only=True)
     inputs: tuple[tuple[str, ...], ...] = attrs.field(default=(), converter=_inputs, kw_only=True)
+    free_axes: tuple[int, ...] = attrs.field(default=(), converter=_free_axes, kw_only=True)
     shapes: tuple[Shape, ...] = attrs.field(init=False, eq=False, repr=False)
     dtypes: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
     batched: tuple[bool, ...] = attrs.field(init=False, eq=False, repr=False)
@@ -739,6 +751,11 @@ class ModelSpec:
     def __attrs_post_init__(self) -> None:
         if not self.layers:
             raise SpecError("spec has no layers")
+        if any(not 0 <= a < len(self.input_shape) for a in self.free_axes):
+            raise SpecError(
+                f"'free_axes' {list(self.free_axes)} must index the input's axes 0..{len(self.input_shape) - 1} "
+                "(the batch axis is always free and not counted)"
+            )
         ops_wired = any(isinstance(l, Op) and l.sources() for l in self.layers)
         graph = bool(self.names or self.inputs) or ops_wired
         names = self.names or tuple(str(i) for i in range(len(self.layers)))
@@ -821,9 +838,15 @@ class ModelSpec:
 
     @classmethod
     def from_nodes(
-        cls, input_shape: Iterable[int], nodes: Iterable[Node], input_dtype: str = "float32", name: str = ""
+        cls,
+        input_shape: Iterable[int],
+        nodes: Iterable[Node],
+        input_dtype: str = "float32",
+        name: str = "",
+        free_axes: Iterable[int] = (),
     ) -> ModelSpec:
-        """A graph spec from :class:`Node` s, in an order where each comes after its inputs."""
+        """A graph spec from :class:`Node` s, in an order where each comes after its inputs
+        (``free_axes``: see :class:`ModelSpec`)."""
         nodes = list(nodes)
         if not all(isinstance(n, Node) for n in nodes):
             raise SpecError("from_nodes needs Node(name, layer, inputs) items")
@@ -834,6 +857,7 @@ class ModelSpec:
             name=name,
             names=[n.name for n in nodes],
             inputs=[n.inputs for n in nodes],
+            free_axes=tuple(free_axes),
         )
 
     @property
@@ -845,6 +869,32 @@ class ModelSpec:
     def node_names(self) -> tuple[str, ...]:
         """Every node's name: its index as text in a sequential spec."""
         return self.names or tuple(str(i) for i in range(len(self.layers)))
+
+    def at(self, input_shape: Iterable[int]) -> ModelSpec:
+        """This spec planned for ``input_shape`` (no batch axis), which may differ from
+        :attr:`input_shape` on the :attr:`free_axes` only. Raises :class:`SpecError` naming
+        the axis or the node when it cannot: a fixed axis differs, the graph fails at that
+        length, or a weight's shape would change with it."""
+        shape = _input_shape(list(input_shape))
+        if shape == self.input_shape:
+            return self
+        if len(shape) != len(self.input_shape) or any(
+            a not in self.free_axes and n != d for a, (n, d) in enumerate(zip(shape, self.input_shape, strict=True))
+        ):
+            need = ", ".join("any" if a in self.free_axes else str(d) for a, d in enumerate(self.input_shape))
+            raise SpecError(f"input has shape (batch, {', '.join(map(str, shape))}), the model needs (batch, {need})")
+        try:
+            other = attrs.evolve(self, input_shape=shape)
+        except SpecError as exc:
+            raise SpecError(f"the model does not run at input shape {shape}: {exc}") from None
+        before = {p.name: p.shape for p in self.layout()}
+        changed = [p for p in other.layout() if before.get(p.name) != p.shape]
+        if changed:
+            raise SpecError(
+                f"at input shape {shape} weight '{changed[0].name}' would have shape {changed[0].shape}: "
+                "its axes are not free"
+            )
+        return other
 
     def input_shape_of(self, i: int) -> Shape:
         """The shape node ``i`` takes (its first input's, for a merge)."""
@@ -934,10 +984,16 @@ class ModelSpec:
             x: np.ndarray = np.asarray(data)
         except (TypeError, ValueError) as exc:
             raise SpecError(f"input is not an array of numbers: {exc}") from None
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            raise SpecError(
-                f"input has shape {tuple(x.shape)}, the model needs (batch, {', '.join(map(str, self.input_shape))})"
+        if (
+            x.ndim != len(self.input_shape) + 1
+            or any(
+                a not in self.free_axes and n != d
+                for a, (n, d) in enumerate(zip(x.shape[1:], self.input_shape, strict=True))
             )
+            or any(x.shape[1 + a] == 0 for a in self.free_axes)
+        ):
+            need = ", ".join("any" if a in self.free_axes else str(d) for a, d in enumerate(self.input_shape))
+            raise SpecError(f"input has shape {tuple(x.shape)}, the model needs (batch, {need})")
         if x.dtype.kind not in "biuf":
             raise SpecError(f"input must hold real numbers (got {x.dtype} values)")
         if self.input_dtype == "int64":
@@ -962,6 +1018,7 @@ class ModelSpec:
             "name": self.name,
             "input_shape": list(self.input_shape),
             "input_dtype": self.input_dtype,
+            **({"free_axes": list(self.free_axes)} if self.free_axes else {}),
             "layers": [l.to_dict() for l in self.layers]
             if not self.names
             else [
@@ -977,7 +1034,7 @@ class ModelSpec:
     def from_dict(cls, data: Any) -> ModelSpec:
         if not isinstance(data, dict):
             raise SpecError(f"spec must be a JSON object (got {type(data).__name__})")
-        extra = sorted(set(data) - {"name", "input_shape", "input_dtype", "layers"})
+        extra = sorted(set(data) - {"name", "input_shape", "input_dtype", "free_axes", "layers"})
         if extra:
             raise SpecError(f"spec: unknown field '{extra[0]}'")
         if "input_shape" not in data:
@@ -1015,6 +1072,7 @@ class ModelSpec:
             if any(n != str(i) or ins for i, (n, ins) in enumerate(zip(names, inputs, strict=True)))
             else (),
             inputs=inputs if any(inputs) else (),
+            free_axes=data.get("free_axes", ()),
         )
 
     @classmethod

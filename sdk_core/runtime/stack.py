@@ -218,6 +218,46 @@ class Stack:
             )
         self.spec, self.dtype, self.precision = spec, dtype, dtype
         self._predict, self._steps, self.masks = None, {}, None
+        self._lengths: dict[tuple[int, ...], Stack] = {}  # models for other lengths of free axes, to predict
+
+    def at(self, input_shape: Any) -> Stack:
+        """Plan the model for ``input_shape`` (no batch axis), which differs from the spec's
+        on its free axes only (:attr:`ModelSpec.free_axes`, such as an imported transformer's
+        sequence axis), keeping the weights, the pruning masks and the optimizer state of
+        its training steps. ``predict``, ``evaluate`` and ``fit`` on arrays do this
+        themselves; call it before ``fit`` on an iterable of batches of another length."""
+        spec = self._need_model()
+        try:
+            new = spec.at(tuple(input_shape))
+        except SpecError as exc:
+            raise SdkError(str(exc)) from None
+        if new is spec:
+            return self
+        if self.precision == "int8":
+            raise NotAvailableError(f"an int8 model runs at the input shape it was made for {spec.input_shape}")
+        weights, masks = self.get_weights(), self.masks
+        states = {key: self.optimizer_state(*key) for key in self._steps}
+        self._build(new, 0, self.dtype)
+        self.set_weights(weights)
+        if masks is not None:
+            self.set_masks(masks)
+        for key, state in states.items():
+            self.set_optimizer_state(state, *key)
+        return self
+
+    def _other_length(self, shape: tuple[int, ...]) -> Stack:
+        """A model for another length of the free axes holding this one's current weights,
+        for inference (the model that trains stays at its length)."""
+        spec = self._need_model()
+        if self.precision == "int8":
+            raise NotAvailableError(f"an int8 model runs at the input shape it was made for {spec.input_shape}")
+        other = self._lengths.get(shape)
+        if other is None:
+            other = Stack(self.framework.name, self.device.id, manager=self.manager, strict=self.strict)
+            other._build(spec.at(shape), 0, self.dtype)
+            self._lengths = {shape: other}  # one at a time: each holds a copy of the weights
+        other.set_weights(self.get_weights(), allow_nonfinite=True)
+        return other
 
     def _refuse_unsupported(self, features: list[str]) -> None:
         """A feature the plugin declared unsupported fails here, before the plugin is called."""
@@ -469,6 +509,7 @@ class Stack:
             if y is None:
                 raise SdkError("targets 'y' are missing: pass y, or x as an iterable of (x, y) batches")
             x = spec.check_input(x, finite=True)
+            spec = self.at(x.shape[1:])._need_model()
             y = metrics.check_targets(spec, loss, y, len(x))
             if validation_split:
                 cut = len(x) - int(len(x) * validation_split)
@@ -567,6 +608,11 @@ class Stack:
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise SdkError(f"each batch must be an (x, y) pair (got {type(item).__name__})")
         x = spec.check_input(item[0], finite=True)
+        if tuple(x.shape[1:]) != spec.input_shape:
+            raise SdkError(
+                f"a batch has input shape {tuple(x.shape[1:])}, the model trains at {spec.input_shape}: "
+                "batches of one fit share their lengths (Stack.at(shape) plans the model for another)"
+            )
         return x, metrics.check_targets(spec, loss, item[1], len(x))
 
     def _checkpoint(self, checkpoints: Checkpoints, run: Run, key: StepKey, position: Position) -> None:
@@ -615,6 +661,8 @@ class Stack:
         if not _is_int(batch_size) or batch_size < 1:
             raise SdkError(f"'batch_size' must be a positive int (got {batch_size!r})")
         x = spec.check_input(x)
+        if tuple(x.shape[1:]) != spec.input_shape:
+            return self._other_length(tuple(x.shape[1:])).predict(x, batch_size)
         check_fits(spec, self.device, min(batch_size, max(len(x), 1)), self.dtype, "inference")
         if self._predict is None:
             self._predict = self.manager.make_predict(
@@ -728,6 +776,7 @@ class Stack:
         if self.precision == "int8":
             raise SdkError("this model is already int8: quantize the float model")
         x = spec.check_input(calibration, finite=True)
+        spec = self.at(x.shape[1:])._need_model()  # the int8 model runs at the calibration's lengths
         if len(x) == 0:
             raise SdkError("'calibration' holds no sample inputs")
         with self._memory("making the int8 model"):
