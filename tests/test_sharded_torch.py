@@ -122,6 +122,25 @@ def test_two_sharded_processes_step_like_one_and_hold_their_share(model, strateg
                 assert held["params"] <= share, (key, held)
 
 
+def test_tensor_parallel_with_data_parallel_over_four_processes_steps_like_one(tmp_path):
+    """tensor=2 over 4 processes: a 2 x 2 mesh, two data-parallel replicas of a two-way split,
+    each pair of ranks reading one half of the global batch, gives one process's losses."""
+    script = tmp_path / "step.py"
+    script.write_text(STEP)
+    (alone,) = _job(script, ["gpt", "tp2"], 1)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    one = json.loads(alone.stdout)
+    ranks = _job(script, ["gpt", "tp2"], 4)
+    assert all(r.returncode == 0 for r in ranks), "".join(r.stderr[-2000:] for r in ranks)
+    four = [json.loads(r.stdout) for r in ranks]
+    for key, ref in one.items():
+        np.testing.assert_allclose(four[0][key]["losses"], ref["losses"], rtol=0, atol=1e-5, err_msg=key)
+        assert all(r[key]["weights"] == four[0][key]["weights"] for r in four), f"{key}: ranks gather one model"
+        if key.endswith("sgd"):
+            for name, value in ref["weights"].items():
+                np.testing.assert_allclose(four[0][key]["weights"][name], value, rtol=0, atol=1e-5, err_msg=name)
+
+
 FIT = """
 import json, os, sys
 import numpy as np
