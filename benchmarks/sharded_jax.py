@@ -5,7 +5,8 @@ process), for each ZeRO stage. "live" is what the devices hold between steps: th
 (weights, optimizer state, the batch; the gradients and activations of a step are gone by
 then, and the CPU has no ``memory_stats()`` for the peak). Beside it ``sdk_core.model.estimate
 .sharded_memory``: its weights + optimizer state (what "live" measures) and its total (with the
-gradients, gathered-layer buffer and activations of the step).
+gradients, gathered-layer buffer, unsharded gradients, communication buffers and activations of
+the step: inside the jitted step they are XLA's temporaries, which no live array shows).
 
     python benchmarks/sharded_jax.py [--devices 1,2,4] [--batch 32]
 """

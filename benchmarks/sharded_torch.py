@@ -11,7 +11,8 @@
    processes; per rank the peak RSS (``ru_maxrss``) at the end less the RSS after the imports
    (psutil), the largest rank shown, beside ``sdk_core.model.estimate.sharded_memory`` for
    the same settings (fp32, Adam, the global batch). "Empty" runs (a GPT of a few hundred
-   parameters through the same code) measure the fixed cost of a process.
+   parameters through the same code) measure the fixed cost of a process. Beside it torch's
+   CPU allocator total (the profiler's, from before the build) at its peak during the last step.
 3. Scaling: the step time of stage 3 at 1, 2 and 4 processes, the same global batch.
 
     python benchmarks/sharded_torch.py [--steps 10 --pairs 5]
@@ -22,6 +23,7 @@ Each process runs ``cpu_count // processes`` intra-op threads (at least 1).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -35,6 +37,7 @@ MEMORY_GPT, MEMORY_BATCH = (2048, 64, 256, 4, 4), 8
 EMPTY_GPT = (8, 8, 8, 1, 1)
 MEMORY_STEPS = 3
 WARMUP = 2
+LAST = "sdk-benchmark-last-step"  # the profiled range of the last memory step
 
 
 def _shard(x, rank: int, size: int):
@@ -42,9 +45,38 @@ def _shard(x, rank: int, size: int):
     return x[rank * len(x) // size : (rank + 1) * len(x) // size]
 
 
+def allocator(prof) -> tuple[int, int]:
+    """The bytes of torch's CPU allocator that the profiler saw allocated and not yet freed, when
+    the step :data:`LAST` began and at their most during it. The profiler sees the threads it
+    profiles: a block that another thread (gloo's) frees is taken as freed when a later
+    allocation reuses its address."""
+    from torch._C._profiler import _EventType
+
+    events, last, nodes = [], (0, 0), list(prof.profiler.kineto_results.experimental_event_tree())
+    while nodes:
+        node = nodes.pop()
+        if node.tag == _EventType.Allocation:
+            events.append((node.start_time_ns, node.extra_fields.ptr, node.extra_fields.alloc_size))
+        elif node.name == LAST:
+            last = (node.start_time_ns, node.end_time_ns)
+        nodes.extend(node.children)
+    live: dict[int, int] = {}
+    current = held = peak = 0
+    for at, ptr, size in sorted(events):
+        current -= live.pop(ptr, 0)  # a free, or an address reused after an unseen free
+        if size > 0:
+            live[ptr] = size
+            current += size
+        if at < last[0]:
+            held = peak = current
+        elif at <= last[1]:
+            peak = max(peak, current)
+    return held, peak
+
+
 def worker(mode: str, args: argparse.Namespace) -> None:
     """One rank of a job (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set by :func:`job`);
-    rank 0 (every rank for "memory") prints one JSON line."""
+    rank 0 (every rank for "memory", "allocator" and "empty") prints one JSON line."""
     import resource
 
     import psutil
@@ -62,36 +94,34 @@ def worker(mode: str, args: argparse.Namespace) -> None:
     rank, size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // size))
     optimizer = Optimizer("adam", lr=1e-3)
-    gpt, batch = {"memory": (MEMORY_GPT, MEMORY_BATCH), "empty": (EMPTY_GPT, MEMORY_BATCH)}.get(
-        mode, (TIME_GPT, TIME_BATCH)
-    )
+    measured = {"memory": MEMORY_GPT, "allocator": MEMORY_GPT, "empty": EMPTY_GPT}
+    gpt, batch = (measured[mode], MEMORY_BATCH) if mode in measured else (TIME_GPT, TIME_BATCH)
     spec = zoo.gpt(*gpt)
     x, y = make_batch(spec, "cross_entropy", batch, seed=3)
     x, y = _shard(x, rank, size), _shard(y, rank, size)
     base = psutil.Process().memory_info().rss  # after the imports and the batch
 
-    stack = Stack("torch").build(spec, seed=1)
-    world, sharded = stack._join(Sharded(args.stage) if size > 1 else None)
-    sdk = stack.train_step("cross_entropy", optimizer, 1, "fp32", False, world, sharded)
-
-    if mode in ("memory", "empty"):
-        for _ in range(MEMORY_STEPS - 1):
-            float(sdk(x, y))
-        # the last step profiled: torch's CPU allocator's peak over what was held before it
-        from sdk_torch._sharded import local_state
-
-        local = lambda t: t.to_local() if hasattr(t, "to_local") else t
-        params = list(stack.model.module.parameters())
-        held = sum(local(t).nbytes for p in params for t in (p, p.grad) if t is not None)
-        held += sum(local(v).nbytes for s in local_state(sdk).values() for k, v in s.items() if k != "step")
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-            float(sdk(x, y))
-        current = transient = 0
-        for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-            current += event.self_cpu_memory_usage
-            transient = max(transient, current)
+    # "allocator": torch's allocator profiled from before the build, so that every tensor the
+    # step holds is counted (DDP's buckets, FSDP's buffers), its peak taken over the last step;
+    # "memory" and "empty": the RSS, in processes the profiler's records do not grow
+    profiling = mode == "allocator"
+    cpu = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=cpu, profile_memory=True) if profiling else contextlib.nullcontext() as prof:
+        stack = Stack("torch").build(spec, seed=1)
+        world, sharded = stack._join(Sharded(args.stage) if size > 1 else None)
+        sdk = stack.train_step("cross_entropy", optimizer, 1, "fp32", False, world, sharded)
+        if mode in measured:
+            for _ in range(MEMORY_STEPS - 1):
+                float(sdk(x, y))
+            with torch.profiler.record_function(LAST):
+                float(sdk(x, y))
+    if profiling:
+        held, top = allocator(prof)
+        print(json.dumps({"rank": rank, "held": held, "allocator": top}), flush=True)
+        return
+    if mode in measured:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        print(json.dumps({"rank": rank, "growth": peak - base, "allocator": held + transient}), flush=True)
+        print(json.dumps({"rank": rank, "growth": peak - base}), flush=True)
         return
 
     def timed(step, steps: int) -> float:
@@ -226,10 +256,12 @@ def memory(args: argparse.Namespace) -> None:
         "   (torch, sdk_core, sdk_torch) and the batch; the largest rank. CPU RSS includes the framework's\n"
         "   own fixed cost per process (kernels' workspaces, the allocator's arenas, gloo's buffers and\n"
         "   threads, freed blocks glibc keeps), which the estimate leaves out; empty = the same run with\n"
-        f"   zoo.gpt{EMPTY_GPT} (a few hundred parameters). allocator = torch's CPU allocator (torch.profiler,\n"
-        "   profile_memory) over the last step: the tensors held before it (local weights, gradients and\n"
-        "   optimizer state) plus the step's running peak; it leaves out DDP's gradient buckets (stage 1)\n"
-        "   and FSDP's all-gather buffers made before the profiled step. Largest rank of each column.\n"
+        f"   zoo.gpt{EMPTY_GPT} (a few hundred parameters). allocator, in other processes of the same run:\n"
+        "   torch's CPU allocator total (torch.profiler with profile_memory from before the build:\n"
+        "   every tensor the rank allocated, DDP's buckets and FSDP's buffers included, less those freed),\n"
+        "   held = at the start of the last step, peak = its most during the last step. The profiler does\n"
+        "   not see frees on gloo's worker threads: a temporary of a gloo collective that its thread frees\n"
+        "   stays counted until its address is reused, so a rank can read high (lowest..highest rank).\n"
     )
     empty = {n: max(r["growth"] for r in job("empty", n, args)) for n in (1, 2, 4)}
     print(
@@ -238,19 +270,21 @@ def memory(args: argparse.Namespace) -> None:
     )
     print(
         "   procs  stage  estimate MiB  RSS MiB  RSS/est  RSS-empty(1)  /est  RSS-empty(same)  /est"
-        "  allocator MiB  alloc/est"
+        "  alloc held MiB  alloc peak MiB  peak/est"
     )
     for n in (1, 2, 4):
         for stage in (1, 2, 3) if n > 1 else (3,):
-            ranks = job("memory", n, args, stage)
-            got, alloc = max(r["growth"] for r in ranks), max(r["allocator"] for r in ranks)
+            got = max(r["growth"] for r in job("memory", n, args, stage))
+            ranks = job("allocator", n, args, stage)
+            held = max(r["held"] for r in ranks)
+            low, high = min(r["allocator"] for r in ranks), max(r["allocator"] for r in ranks)
             want = sharded_memory(spec, MEMORY_BATCH, n, f"zero{stage}", optimizer="adam")["total"]
             label = f"zero{stage}" if n > 1 else "any"
             less1, lessn = got - empty[1], got - empty[n]
             print(
                 f"   {n:>5}  {label:>5}  {mib(want):>12}  {mib(got):>7}  {got / want:>7.2f}  {mib(less1):>12}"
                 f"  {less1 / want:>4.2f}  {mib(lessn):>15}  {lessn / want:>4.2f}"
-                f"  {mib(alloc):>13}  {alloc / want:>9.2f}"
+                f"  {mib(held):>14}  {mib(low) + '..' + mib(high):>14}  {low / want:.2f}..{high / want:.2f}"
             )
     print("   (one process trains without sharding: the stages are the same run there)\n")
 

@@ -49,6 +49,38 @@ def test_zero_stages_are_the_papers_formulas_for_mixed_precision_adam(n):
     assert total["total"] == sum(v for k, v in total.items() if k != "total")
 
 
+def test_unsharded_gradients_and_communication_buffers_follow_the_strategy():
+    spec = zoo.get("decoder-7b")
+    psi, block = spec.param_count(), 12 * 4096**2 + 13 * 4096  # a block is the largest layer
+
+    def parts(strategy, world=8, precision="bf16"):
+        return E.sharded_memory(spec, 64, world, strategy, precision=precision, optimizer="adam")
+
+    for world in (8, 64):
+        # ddp and zero1 all-reduce whole gradients: one bucketed copy of them (2 bytes each in bf16)
+        for strategy in ("ddp", "zero1"):
+            assert parts(strategy, world)["unsharded_gradients"] == 0
+            assert parts(strategy, world)["communication_buffers"] == 2 * psi
+        # zero2 and zero3 reduce-scatter one layer at a time: its whole gradient, the reduce-scatter's
+        # input (a copy of it) and the all-gather's output (its weights), whatever the world
+        for strategy in ("zero2", "zero3"):
+            assert parts(strategy, world)["unsharded_gradients"] == 2 * block
+            assert parts(strategy, world)["communication_buffers"] == (2 + 2) * block
+    assert parts("zero3", precision="fp32")["unsharded_gradients"] == 4 * block
+    # one data-parallel device communicates nothing
+    for strategy in E.STRATEGIES:
+        one = parts(strategy, world=1)
+        assert one["unsharded_gradients"] == one["communication_buffers"] == 0
+    # the new parts add to the total; ZeRO's three states stay the paper's
+    z2 = parts("zero2")
+    assert states(z2) == 2 * psi + 14 * psi // 8
+    assert z2["total"] == states(z2) + z2["unsharded_gradients"] + z2["communication_buffers"] + z2["activations"]
+    # under tensor parallelism the layer is this device's slice of it (gpt2: the embedding is largest)
+    gpt2 = zoo.get("gpt2")
+    tp = E.sharded_memory(gpt2, 8, 8, "zero3", tensor_parallel=2, precision="bf16")
+    assert tp["unsharded_gradients"] == 2 * -(-(50257 + 1024) * 768 // 2)
+
+
 def test_tensor_parallelism_splits_the_layers_and_their_activations():
     spec = zoo.get("gpt2")
     d, vocab, context, blocks = 768, 50257, 1024, 12
@@ -126,7 +158,8 @@ print(json.dumps({"code": code, "data": json.loads(out.getvalue()),
     assert result["code"] == 0 and result["loaded"] == []
     data = result["data"]
     expected = E.sharded_memory(zoo.get("decoder-7b"), 32, 8, "zero3", precision="bf16")
-    for key in ("weights", "gradients", "optimizer_state", "gathered_layer_buffer", "activations", "total"):
+    assert expected["unsharded_gradients"] > 0 and expected["communication_buffers"] > 0
+    for key in expected:
         assert data[key] == expected[key]
     assert data["sharding"] == {
         "world": 8,
@@ -143,7 +176,8 @@ print(json.dumps({"code": code, "data": json.loads(out.getvalue()),
     assert next(d for d in data["devices"] if d["device"] == "cpu:0")["fits"] == (expected["total"] <= memory)
     text = sdk("--model", "decoder-7b", "--world", "8", "--strategy", "zero3", "--precision", "bf16")
     assert text.returncode == 0, text.stderr
-    for row in ("optimizer state", "gathered layer buffer", "512 devices", "zero3 over 8 devices"):
+    rows = ("optimizer state", "gathered layer buffer", "unsharded gradients", "communication buffers")
+    for row in (*rows, "512 devices", "zero3 over 8 devices"):
         assert row in text.stdout
 
 

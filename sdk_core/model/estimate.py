@@ -261,11 +261,23 @@ def sharded_memory(
     zero2) and the ``weights`` (zero3), each device keeping ``ceil(n / D)``. With mixed
     precision Adam this is ZeRO's 16Ψ, 4Ψ + 12Ψ/D, 2Ψ + 14Ψ/D and 16Ψ/D.
 
-    ``gathered_layer_buffer``: under zero3 (D > 1), the largest layer's weights (a transformer
-    block is one layer) gathered whole in the compute precision, :data:`PREFETCH` layers at
-    once. ``activations``: :func:`activation_values` for the local batch and T. The gradients
-    of a gathered layer before their reduce-scatter, communication buffers and framework
-    workspace are not in it."""
+    What the data-parallel collectives need beside these (none when D = 1), with "the largest
+    layer" counted on one tensor-parallel device (a transformer block is one layer):
+
+    - ``gathered_layer_buffer``: under zero3, the largest layer's weights gathered whole in the
+      compute precision, :data:`PREFETCH` layers at once.
+    - ``unsharded_gradients``: under zero2 and zero3, the largest layer's whole gradient, which
+      backward computes before its reduce-scatter leaves this device its share.
+    - ``communication_buffers``: under ddp and zero1, the buckets the gradients' all-reduce reads
+      and writes, a copy of every gradient (DistributedDataParallel's buckets); under zero2 and
+      zero3, one layer's reduce-scatter input (a copy of its gradient) and all-gather output
+      (its weights), the largest layer's.
+
+    ``activations``: :func:`activation_values` for the local batch and T. Each part is its own
+    peak and the peaks do not all coincide (the activations are fewest during backward, when the
+    gradient buffers are most): the sum errs high. Framework workspace, allocator slack and an
+    engine's own copies (FSDP's zero2 keeps the weights' shards beside the gathered weights:
+    weights / D more) are not in it."""
     _check_parallel(world, strategy, tensor_parallel)
     why = _undivided(spec, tensor_parallel)
     if why:
@@ -274,17 +286,23 @@ def sharded_memory(
     stage, dp = STRATEGIES.index(strategy), world // tensor_parallel
     layers = _layer_params(spec, tensor_parallel)
     params, trainable = sum(p for p, _ in layers), sum(t for _, t in layers)
+    largest, largest_trainable = max((p for p, _ in layers), default=0), max((t for _, t in layers), default=0)
 
     def share(n: int, first_stage: int) -> int:
         return _up(n, dp) if stage >= first_stage else n
+
+    def under(stages: tuple[int, ...], n: int) -> int:
+        """``n`` under those stages with D > 1, else 0."""
+        return n if stage in stages and dp > 1 else 0
 
     parts = {
         "weights": weight * share(params, 3),
         "gradients": gradient * share(trainable, 2),
         "optimizer_state": state * share(trainable, 1),
-        "gathered_layer_buffer": PREFETCH * weight * max((p for p, _ in layers), default=0)
-        if stage == 3 and dp > 1
-        else 0,
+        "gathered_layer_buffer": under((3,), PREFETCH * weight * largest),
+        "unsharded_gradients": under((2, 3), gradient * largest_trainable),
+        "communication_buffers": under((0, 1), gradient * trainable)
+        + under((2, 3), weight * largest + gradient * largest_trainable),
         "activations": activation_values(spec, remat, tensor_parallel)
         * _up(batch_size, dp)
         * ACTIVATION_BYTES[precision],
