@@ -137,3 +137,39 @@ def test_moving_a_model_keeps_its_optimizer_state_and_iterable_batches_share_a_l
     batches = Batches([(ids(4, 4, seed=6), ids(4, 4, seed=7)), (ids(4, 5, seed=8), ids(4, 5, seed=9))])
     with pytest.raises(SdkError, match=r"a batch has input shape \(5,\), the model trains at \(4,\)"):
         stack.fit(batches, epochs=1, optimizer=rule)
+
+
+def test_the_import_keeps_a_free_axis_fixed_where_the_graph_bakes_its_length(tmp_path):
+    """An ONNX file whose length axis is free but whose Reshape holds a literal size: the
+    import plans it for the given length, keeps the axis fixed, and a note says why."""
+    onnx = pytest.importorskip("onnx", reason="sdk import needs onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sdk_core import SdkWarning
+    from sdk_core.model import onnx_import
+
+    def write(target: list[int], name: str, out: list) -> str:
+        graph = helper.make_graph(
+            [helper.make_node("Reshape", ["x", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["y"])],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "length", 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+            [
+                numpy_helper.from_array(np.array(target, np.int64), "shape"),
+                numpy_helper.from_array(np.ones((target[-1], 3), np.float32), "w"),
+            ],
+        )
+        path = str(tmp_path / name)
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        return path
+
+    with pytest.warns(SdkWarning, match="input axis 1 is free in the file but stays 2 here"):
+        baked = onnx_import.read(write([0, 8], "baked.onnx", ["batch", 3]), input_shape=(1, 2, 4))
+    assert baked.spec.free_axes == () and baked.spec.input_shape == (2, 4)
+    free = onnx_import.read(
+        write([0, 0, 4], "free.onnx", ["batch", "length", 3]), input_shape=(1, 2, 4)
+    )  # keeps the length: free
+    assert free.spec.free_axes == (0,)
+    stack = Stack("numpy").build(free.spec)
+    stack.set_weights(free.weights)
+    assert stack.predict(np.ones((1, 7, 4), np.float32)).shape == (1, 7, 3)

@@ -119,6 +119,47 @@ def test_torchvision_architectures_keep_their_parameters(files):
         assert done.folded_batchnorm_parameters > 0
 
 
+@pytest.mark.parametrize("variant", ["fresh", "trained", "conv_bias"])
+def test_batch_norms_the_dynamo_exporter_folded_are_reported_as_torchscripts_are(files, tmp_path, variant):
+    """The dynamo exporter's optimizer folds a batch norm into the convolution before it and
+    keeps the weight's name: the import finds the fold in the node's metadata and gives the
+    TorchScript export's warning and report. What torch's count loses is two parameters per
+    channel, less the bias the folded convolution gained (none from a fresh batch norm, whose
+    shift is zero), plus the convolution's own bias (in the file's export signature)."""
+    pytest.importorskip("onnxscript", reason="the dynamo exporter needs onnxscript")
+    torch.manual_seed(0)
+    model = SmallNet()
+    if variant == "conv_bias":
+        model.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+    if variant != "fresh":  # statistics as training leaves them
+        with torch.no_grad():
+            for t in (model.bn1.running_mean, model.bn1.weight, model.bn1.bias):
+                t.normal_()
+            model.bn1.running_var.uniform_(0.5, 2.0)
+    path = tmp_path / "small.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval(), (torch.randn(2, 3, 16, 16),), str(path), dynamo=True,
+            dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+        )  # fmt: skip
+    notes, done = {}, {}
+    for name, file in (("dynamo", path), ("torchscript", files["small"])):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            done[name] = onnx_import.read(file)
+        notes[name] = [str(w.message) for w in caught if "BatchNormalization" in str(w.message)]
+    assert len(notes["dynamo"]) == 1 and notes["dynamo"] == notes["torchscript"]
+    assert done["torchscript"].folded_batchnorm_parameters == 8  # the legacy exporter's fold: a bias per channel
+    done = done["dynamo"]
+    assert done.folded_batchnorm_parameters == {"fresh": 16, "trained": 8, "conv_bias": 16}[variant]
+    assert done.spec.param_count() + done.folded_batchnorm_parameters == count(model)
+    x = images(2, 16, seed=1)
+    stack = Stack("numpy").build(done.spec)
+    stack.set_weights(done.weights)
+    np.testing.assert_allclose(stack.predict(x), ort_run(path, x), rtol=1e-4, atol=1e-4)
+
+
 def test_weights_keep_their_onnx_names(files, tmp_path):
     out = tmp_path / "small.safetensors"
     result = sdk("import", str(files["small_train"]), "--out", str(out), "--json")

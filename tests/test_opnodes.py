@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdk_core import Constant, ModelSpec, Node, Op, SpecError, Weight
+from sdk_core import Constant, ModelSpec, Node, Op, SpecError, Stack, Weight
 from sdk_core.model.ops import FOLDED, OPS
 from sdk_core.testing.op_cases import OP_SPECS
 
@@ -204,6 +204,25 @@ def test_shape_subgraphs_fold_and_keep_the_batch_free():
     assert reshape.args[1][0] == "const" and reshape.args[1][1].tolist() == [0, 15]  # 0: the batch, copied
     ones = spec.plans[spec.node_names.index("row")].args[1][1]
     assert ones.shape == (3, 5) and (ones == 1).all()
+
+
+@pytest.mark.needs_framework("numpy")
+def test_a_reshape_with_allowzero_keeps_the_folded_batch_free():
+    """The dynamo exporter writes ``Reshape(x, Concat(Shape(x)[0:1], Shape(x)[1:2], ...),
+    allowzero=1)`` where it leaves an axis free: the folded batch entry is the one 0 of the
+    target, so the reshape copies the batch size as a 0 does without allowzero."""
+    spec = spec_of(
+        (4, 6),
+        op("batch", "Shape", "input", end=1),
+        op("length", "Shape", "input", start=1, end=2),
+        op("target", "Concat", "batch", "length", "split", constants={"split": np.array([2, 3])}, axis=0),
+        op("y", "Reshape", "input", "target", allowzero=1),
+    )
+    assert spec.output_shape == (4, 2, 3)
+    plan = spec.plans[spec.node_names.index("y")]
+    assert plan.args[1][1].tolist() == [0, 4, 2, 3] and plan.attributes["allowzero"] == 0
+    x = np.arange(2 * 4 * 6, dtype=np.float32).reshape(2, 4, 6)
+    np.testing.assert_array_equal(Stack("numpy").build(spec).predict(x), x.reshape(2, 4, 2, 3))
 
 
 def test_a_value_that_depends_on_the_batch_elsewhere_is_refused():

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         "operator_nodes": len(spec.layers) - layers,
         "parameters": spec.param_count(),
         "folded_batchnorm_parameters": done.folded_batchnorm_parameters,
+        "folded_lookups": list(done.folded_lookups),
         "untied_weights": list(done.untied),
         "operators": done.census,
         "notes": list(done.notes),

@@ -47,14 +47,19 @@ WEIGHT_SLOTS = {  # operator -> the input positions whose float initializers tra
 STORED = {"BatchNormalization": (3, 4)}  # float initializers kept as untrained weights
 EXTRA_OUTPUTS_OK = {"Dropout", "LayerNormalization", "MaxPool", "BatchNormalization"}
 FOLDED_CONV = re.compile(r"^onnx::Conv_\d+$")  # the legacy exporter's name for a conv it fused a batch norm into
+FUSED_RULE = "FuseBatchNormIntoConv"  # the dynamo exporter's optimizer names it in a fused Conv's metadata
+FOLDED_LOOKUP = re.compile(r"^embedding(_\d+)?$")  # the dynamo exporter's name for an aten.embedding it folded
+SIGNATURE = "pkg.torch.export.ExportedProgram.graph_signature"  # the dynamo exporter's list of torch's parameters
 
 
 @attrs.frozen
 class Imported:
     """What :func:`import_onnx` made: the spec, its weights (canonical names), the ONNX name
     of each weight, the model's opset, the operators it used (type: count), notes for the
-    user, and the batch-norm parameters the exporter folded into convolutions (not in the
-    spec: ``torch's count = spec.param_count() + folded_batchnorm_parameters``)."""
+    user, the batch-norm parameters the exporter folded into convolutions (not in the spec:
+    ``torch's count = spec.param_count() + folded_batchnorm_parameters``), and the constants
+    the dynamo exporter folded from a table lookup for the exported length (the rows it read,
+    trained as they are; the rest of the table is not in the file)."""
 
     spec: S.ModelSpec
     weights: dict[str, np.ndarray]
@@ -64,6 +69,7 @@ class Imported:
     notes: tuple[str, ...] = ()
     folded_batchnorm_parameters: int = 0
     untied: tuple[str, ...] = ()
+    folded_lookups: tuple[str, ...] = ()
 
     def metadata(self) -> dict[str, str]:
         """What the weights file stores beside the spec."""
@@ -244,6 +250,7 @@ def read(path: str | Path, input_shape: Sequence[int] | None = None, layers: boo
             f"operator {n.op_type} ({where}opset {opset}) of node '{n.name or n.output[0]}' is not supported "
             f"(see sdk import --list-ops)"
         )
+    folded, lookups = _folded_batchnorms(graph, inits), _folded_lookups(graph, inits, consts)
     graph = _rewrite(model, inits)
     nodes, outputs = _nodes(graph, inits, given.name)
     nodes = _tie(nodes, inits, consts)
@@ -265,10 +272,88 @@ def read(path: str | Path, input_shape: Sequence[int] | None = None, layers: boo
         plan = to_layers(nodes, inits, consts, shape_of)
         if plan:
             result = _assemble(nodes, outputs, graph, inits, consts, shape, dtype, plan, path)[0]
+    notes = list(result.notes)
+    if folded:
+        notes.append(
+            "the exporter folded BatchNormalization into Conv (an eval-mode export, or a dynamo export): imported "
+            "as those convolutions; to keep the batch norms, export with training=torch.onnx.TrainingMode.TRAINING "
+            "and dynamo=False"
+        )
+    if lookups:
+        shown = ", ".join(f"{name} {inits[name].shape}" for name in lookups)
+        notes.append(
+            f"the exporter folded a table lookup for the exported length into {shown}: imported as a trainable "
+            "weight of those rows; the rest of the table is not in the file: to keep it, export with a free "
+            "sequence axis (dynamic_shapes={'input_ids': {0: batch, 1: length}}) and import with --input-shape"
+        )
+    result = attrs.evolve(result, notes=tuple(notes), folded_batchnorm_parameters=folded, folded_lookups=lookups)
+    spec, kept = _free_axes(result.spec, _symbolic_axes(given))
+    result = attrs.evolve(result, notes=result.notes + kept)
     for note in result.notes:
         warnings.warn(note, SdkWarning, stacklevel=2)
     return attrs.evolve(
-        result, opset=opset, census=dict(sorted(census.items())), spec=attrs.evolve(result.spec, name=_spec_name(path))
+        result, opset=opset, census=dict(sorted(census.items())), spec=attrs.evolve(spec, name=_spec_name(path))
+    )
+
+
+def _symbolic_axes(given: Any) -> list[int]:
+    """The input's axes after the batch that the file leaves free (a name or no length), as
+    indices into the spec's input shape."""
+    dims = given.type.tensor_type.shape.dim
+    return [i - 1 for i, d in enumerate(dims) if i and not (d.HasField("dim_value") and d.dim_value > 0)]
+
+
+def _free_axes(spec: S.ModelSpec, axes: list[int]) -> tuple[S.ModelSpec, tuple[str, ...]]:
+    """``spec`` with the file's free ``axes`` free where the graph allows it: planned at another
+    length (one less, or one more for a length of 1), it runs with the same weights. The
+    axes it cannot keep get a note saying why."""
+    free, notes = [], []
+    for axis in axes:
+        probe = list(spec.input_shape)
+        probe[axis] += -1 if probe[axis] > 1 else 1
+        try:
+            attrs.evolve(spec, free_axes=[axis]).at(probe)
+            free.append(axis)
+        except SpecError as exc:
+            notes.append(
+                f"input axis {axis + 1} is free in the file but stays {spec.input_shape[axis]} here: {exc}; "
+                "import again with another --input-shape for another length"
+            )
+    return attrs.evolve(spec, free_axes=free), tuple(notes)
+
+
+def _folded_batchnorms(graph: Any, inits: dict[str, np.ndarray]) -> int:
+    """The batch-norm parameters the exporter folded into convolutions (torch's count less the
+    import's): a scale and a shift per channel, less the bias the folded convolution gained.
+    The TorchScript exporter names a folded convolution's weight ``onnx::Conv_<n>``; the dynamo
+    exporter's optimizer keeps the weight's name and writes its rule into the node's metadata
+    (it drops a bias of zeros: a fresh batch norm's)."""
+    signature = next((p.value for p in graph.metadata_props if p.key == SIGNATURE), "")
+    parameters = set(re.findall(r": PARAMETER target='([^']+)'", signature))
+    total = 0
+    for n in graph.node:
+        if n.op_type != "Conv" or len(n.input) < 2 or n.input[1] not in inits:
+            continue
+        rules = " ".join(p.value for p in n.metadata_props if p.key == "pkg.onnxscript.rewriter.rule_name")
+        if FOLDED_CONV.match(n.input[1]) or FUSED_RULE in rules:
+            had_bias = n.input[1].endswith(".weight") and f"{n.input[1][: -len('weight')]}bias" in parameters
+            has_bias = len(n.input) > 2 and bool(n.input[2])
+            total += int(inits[n.input[1]].shape[0]) * (2 + had_bias - has_bias)
+    return total
+
+
+def _folded_lookups(graph: Any, inits: dict[str, np.ndarray], consts: set[str]) -> tuple[str, ...]:
+    """The float constants of a dynamo export named after an ``aten.embedding`` it folded: the
+    rows of a table (a position table) for the exported length."""
+    if not any(p.key == SIGNATURE for p in graph.metadata_props):
+        return ()
+    read = {i for n in graph.node for i in n.input}
+    return tuple(
+        sorted(
+            name
+            for name, value in inits.items()
+            if FOLDED_LOOKUP.match(name) and name in read and name not in consts and value.dtype.kind == "f"
+        )
     )
 
 
@@ -481,18 +566,6 @@ def _assemble(
             f"{len(untied)} constant(s) the exporter shares between nodes ({', '.join(untied[:3])}) "
             "become weights of each node that reads them"
         )
-    folded = sum(
-        int(inits[r].shape[0])
-        for n in nodes
-        if n.op == "Conv"
-        for k, r in n.inputs[1:2]
-        if k == "init" and FOLDED_CONV.match(r)
-    )
-    if folded:
-        notes.append(
-            "the exporter folded BatchNormalization into Conv (an eval-mode export): imported as those convolutions; "
-            "to keep the batch norms, export with training=torch.onnx.TrainingMode.TRAINING"
-        )
     spec_nodes, weights, onnx_names = [], {}, {}
     skip = {name for name, (_, _, _, absorbed) in plan.items() for name in absorbed}
     taken = _Names()
@@ -538,7 +611,7 @@ def _assemble(
         raise SdkError(f"'{path}' cannot be imported: {exc}{hint}") from None
     if dtype == "float64":
         notes.append("the input is float64 in the file; the spec takes float32 (build with dtype='float64' to keep it)")
-    return Imported(spec, weights, onnx_names, 0, {}, tuple(notes), folded, tuple(untied)), renamed
+    return Imported(spec, weights, onnx_names, 0, {}, tuple(notes), untied=tuple(untied)), renamed
 
 
 def _prefix_name(refs: list[str], taken: _Names) -> str | None:

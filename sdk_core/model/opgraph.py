@@ -122,6 +122,8 @@ def plan_node(
             constant = v.constant
             if constant is None and position in spec.static:
                 constant = _batch_entry(v, layer.op, position)
+                if layer.op == "Reshape" and 0 not in constant[1:]:  # the dynamo exporter's say allowzero=1:
+                    attributes["allowzero"] = 0  # the one 0, the batch entry, copies the batch size
             if constant is None:
                 constant = _broadcast_constant(v)
             if constant is None:

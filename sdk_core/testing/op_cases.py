@@ -201,6 +201,15 @@ OP_SPECS: dict[str, S.ModelSpec] = {
         op("y", "Tanh", "emb"),
         dtype="int64",
     ),
+    # two nodes on weights alone (no batch axis), as in an imported language model: the holder
+    # of a tied table, and a stored position table's rows picked by constants (the length known)
+    "op_two_nodes_on_weights": graph(
+        (4, 5),
+        op("tied", "Identity", "out", weights={"out": w(5, 3)}),
+        op("pos", "Gather", "table", "i", weights={"table": w(6, 5, init="normal")}, constants={"i": c(range(4), I)}),
+        op("h", "Add", "pre", "pos"),
+        op("y", "MatMul", "h", "tied"),
+    ),
     "op_gather_elements": graph(
         (3, 5),
         op("pos", "Greater", "pre", "zero", constants={"zero": c(0.0)}),
