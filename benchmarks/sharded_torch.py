@@ -237,9 +237,10 @@ def overhead(args: argparse.Namespace) -> None:
         f"   SDK/hand ratio: median {statistics.median(ratios):.3f} ({ratios[0]:.3f}..{ratios[-1]:.3f}); "
         f"target <= 1.05\n"
         "   (per pair: " + ", ".join(f"{r:.3f}" for r in (ours / hand for ours, hand in got["pairs"])) + ")\n"
-        "   differences in the work: the SDK step also all-reduces the shard sizes and the loss (two small\n"
-        "   collectives a step), converts the numpy batch each step, and shards the embedding, final norm\n"
-        "   and output layer as FSDP units of their own; the hand loop wraps only the blocks and the root.\n"
+        "   differences in the work: both wrap each transformer block, then the root, with fully_shard;\n"
+        "   the SDK step also all-reduces the shard sizes and the loss (two small collectives a step, so\n"
+        "   that uneven shards weigh right and the loss returned is the global batch's) and converts the\n"
+        "   numpy batch each step.\n"
     )
 
 
