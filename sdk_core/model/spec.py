@@ -731,7 +731,7 @@ class ModelSpec:
     ``free_axes`` (indices into ``input_shape``) are input axes whose length may change, such
     as an imported transformer's sequence axis: ``input_shape`` holds one length the spec is
     planned for, :meth:`at` plans it for another, and a :class:`~sdk_core.Stack` given
-    inputs of another length rebuilds its model for them, keeping its weights.
+    inputs of another length runs them on a model planned for it, with the same weights.
     """
 
     input_shape: Shape = attrs.field(converter=_input_shape)
@@ -878,11 +878,8 @@ class ModelSpec:
         shape = _input_shape(list(input_shape))
         if shape == self.input_shape:
             return self
-        if len(shape) != len(self.input_shape) or any(
-            a not in self.free_axes and n != d for a, (n, d) in enumerate(zip(shape, self.input_shape, strict=True))
-        ):
-            need = ", ".join("any" if a in self.free_axes else str(d) for a, d in enumerate(self.input_shape))
-            raise SpecError(f"input has shape (batch, {', '.join(map(str, shape))}), the model needs (batch, {need})")
+        if not self._takes(shape):
+            raise SpecError(f"input has shape (batch, {', '.join(map(str, shape))}), the model needs {self._needs()}")
         try:
             other = attrs.evolve(self, input_shape=shape)
         except SpecError as exc:
@@ -895,6 +892,17 @@ class ModelSpec:
                 "its axes are not free"
             )
         return other
+
+    def _takes(self, shape: tuple[int, ...]) -> bool:
+        """Whether inputs of ``shape`` (no batch axis) fit: this spec's lengths, or any on a free axis."""
+        return len(shape) == len(self.input_shape) and all(
+            n > 0 if a in self.free_axes else n == d
+            for a, (n, d) in enumerate(zip(shape, self.input_shape, strict=True))
+        )
+
+    def _needs(self) -> str:
+        """The input shape this spec takes, as errors show it: ``(batch, any, 64)``."""
+        return f"(batch, {', '.join('any' if a in self.free_axes else str(d) for a, d in enumerate(self.input_shape))})"
 
     def input_shape_of(self, i: int) -> Shape:
         """The shape node ``i`` takes (its first input's, for a merge)."""
@@ -984,16 +992,8 @@ class ModelSpec:
             x: np.ndarray = np.asarray(data)
         except (TypeError, ValueError) as exc:
             raise SpecError(f"input is not an array of numbers: {exc}") from None
-        if (
-            x.ndim != len(self.input_shape) + 1
-            or any(
-                a not in self.free_axes and n != d
-                for a, (n, d) in enumerate(zip(x.shape[1:], self.input_shape, strict=True))
-            )
-            or any(x.shape[1 + a] == 0 for a in self.free_axes)
-        ):
-            need = ", ".join("any" if a in self.free_axes else str(d) for a, d in enumerate(self.input_shape))
-            raise SpecError(f"input has shape {tuple(x.shape)}, the model needs (batch, {need})")
+        if x.ndim != len(self.input_shape) + 1 or not self._takes(tuple(x.shape[1:])):
+            raise SpecError(f"input has shape {tuple(x.shape)}, the model needs {self._needs()}")
         if x.dtype.kind not in "biuf":
             raise SpecError(f"input must hold real numbers (got {x.dtype} values)")
         if self.input_dtype == "int64":

@@ -233,8 +233,7 @@ class Stack:
             raise SdkError(str(exc)) from None
         if new is spec:
             return self
-        if self.precision == "int8":
-            raise NotAvailableError(f"an int8 model runs at the input shape it was made for {spec.input_shape}")
+        self._refuse_int8_lengths()
         weights, masks = self.get_weights(), self.masks
         states = {key: self.optimizer_state(*key) for key in self._steps}
         self._build(new, 0, self.dtype)
@@ -245,12 +244,17 @@ class Stack:
             self.set_optimizer_state(state, *key)
         return self
 
-    def _other_length(self, shape: tuple[int, ...]) -> Stack:
-        """A model for another length of the free axes holding this one's current weights,
-        for inference (the model that trains stays at its length)."""
+    def _refuse_int8_lengths(self) -> ModelSpec:
+        """The spec, unless the model is int8: that model runs at the lengths it was made for."""
         spec = self._need_model()
         if self.precision == "int8":
             raise NotAvailableError(f"an int8 model runs at the input shape it was made for {spec.input_shape}")
+        return spec
+
+    def _other_length(self, shape: tuple[int, ...]) -> Stack:
+        """A model for another length of the free axes holding this one's current weights,
+        for inference (the model that trains stays at its length)."""
+        spec = self._refuse_int8_lengths()
         other = self._lengths.get(shape)
         if other is None:
             other = Stack(self.framework.name, self.device.id, manager=self.manager, strict=self.strict)
