@@ -21,7 +21,7 @@ from jax import lax
 from sdk_core import ModelSpec
 from sdk_core.model import ops_ref as R
 
-from ._layers import Apply, _nchw, _nhwc
+from ._layers import Apply, _nchw, _nhwc, _pool
 
 Args = Sequence[Any]
 Attrs = dict[str, Any]
@@ -298,17 +298,12 @@ def _conv_last(args: Args, a: Attrs, fdt: Any) -> Any:
 
 
 def _max_pool_last(args: Args, a: Attrs, fdt: Any) -> Any:
-    x, kernel, strides = args[0], a["kernel_shape"], a["strides"]
+    x, (kh, kw), (sh, sw) = args[0], a["kernel_shape"], a["strides"]
     pads = _pads(a, 2)
-    if (
-        kernel == strides
-        and not any(p for pair in pads for p in pair)
-        and all(n % k == 0 for n, k in zip(x.shape[1:3], kernel, strict=True))
-    ):  # windows that tile the input: a reshape and a max (see _max_pool)
-        n, h, w, c = x.shape
-        return x.reshape(n, h // kernel[0], kernel[0], w // kernel[1], kernel[1], c).max((2, 4))
+    if kh == kw and sh == sw and not any(p for pair in pads for p in pair):
+        return _pool(x, kh, sh, "max")  # the pooling layers' (ONNX's floor mode: ceil_mode became pads)
     low = np.asarray(-np.inf, x.dtype)
-    return lax.reduce_window(x, low, lax.max, (1, *kernel, 1), (1, *strides, 1), [(0, 0), *pads, (0, 0)])
+    return lax.reduce_window(x, low, lax.max, (1, kh, kw, 1), (1, sh, sw, 1), [(0, 0), *pads, (0, 0)])
 
 
 def _batch_norm_last(args: Args, a: Attrs, fdt: Any) -> Any:
