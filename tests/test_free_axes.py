@@ -100,6 +100,7 @@ def test_fixed_axes_and_lengths_the_graph_cannot_take_are_refused_in_one_line():
         fixed.at((9,))
 
 
+@pytest.mark.needs_framework("numpy")
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_every_framework_predicts_and_trains_at_other_lengths(framework, tmp_path):
     spec = tiny_lm()
@@ -122,6 +123,7 @@ def test_every_framework_predicts_and_trains_at_other_lengths(framework, tmp_pat
     np.testing.assert_allclose(served.predict(x), stack.predict(x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.needs_framework("numpy")
 def test_moving_a_model_keeps_its_optimizer_state_and_iterable_batches_share_a_length():
     stack = Stack("numpy").build(tiny_lm(), seed=2)
     rule = Optimizer("adam", lr=0.01)
@@ -139,6 +141,7 @@ def test_moving_a_model_keeps_its_optimizer_state_and_iterable_batches_share_a_l
         stack.fit(batches, epochs=1, optimizer=rule)
 
 
+@pytest.mark.needs_framework("numpy")
 def test_the_import_keeps_a_free_axis_fixed_where_the_graph_bakes_its_length(tmp_path):
     """An ONNX file whose length axis is free but whose Reshape holds a literal size: the
     import plans it for the given length, keeps the axis fixed, and a note says why."""
