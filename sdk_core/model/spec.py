@@ -872,7 +872,7 @@ class ModelSpec:
 
     def at(self, input_shape: Iterable[int]) -> ModelSpec:
         """This spec planned for ``input_shape`` (no batch axis), which may differ from
-        :attr:`input_shape` on the :attr:`free_axes` only. Raises :class:`SpecError` naming
+        ``input_shape`` on the ``free_axes`` only. Raises :class:`SpecError` naming
         the axis or the node when it cannot: a fixed axis differs, the graph fails at that
         length, or a weight's shape would change with it."""
         shape = _input_shape(list(input_shape))

@@ -222,7 +222,7 @@ class Stack:
 
     def at(self, input_shape: Any) -> Stack:
         """Plan the model for ``input_shape`` (no batch axis), which differs from the spec's
-        on its free axes only (:attr:`ModelSpec.free_axes`, such as an imported transformer's
+        on its free axes only (``ModelSpec.free_axes``, such as an imported transformer's
         sequence axis), keeping the weights, the pruning masks and the optimizer state of
         its training steps. ``predict``, ``evaluate`` and ``fit`` on arrays do this
         themselves; call it before ``fit`` on an iterable of batches of another length."""
